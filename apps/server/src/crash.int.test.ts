@@ -1,0 +1,52 @@
+import { expect, it, vi } from 'vitest'
+import {
+  connectClient,
+  spawnNode,
+  startBalancer,
+  uniquePrefix,
+  useRedisServer,
+} from '@streambed/testing'
+import { expectedEntries, missingFrom, startTyping } from './typing.js'
+
+const redis = useRedisServer()
+
+it('loses nothing when a node is SIGKILLed while its clients type; they resync through another node', async () => {
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: uniquePrefix('crash') }
+  const nodes = await Promise.all([spawnNode(env), spawnNode(env), spawnNode(env)])
+  await using lb = await startBalancer(nodes.map((n) => n.port))
+  try {
+    const clients = Array.from({ length: 6 }, () =>
+      connectClient(lb.url, 'doc', { maxBackoffTime: 300 }),
+    )
+    await Promise.all(clients.map((c) => c.synced()))
+    const typists = clients.map((c, i) => startTyping(c, `c${i}`))
+    await new Promise((r) => setTimeout(r, 1000))
+
+    const [, victim] = nodes
+    await victim.crash()
+    expect(await victim.proc.exited).toBe('SIGKILL')
+    // The balancer still lists the dead node; like a real one, it skips a refused backend.
+    await new Promise((r) => setTimeout(r, 1500))
+    for (const t of typists) t.stop()
+    expect(Math.min(...typists.map((t) => t.typed))).toBeGreaterThan(50)
+    // The clients of the killed node (a third of them, round robin) lost their connection.
+    expect(typists.filter((t) => t.disconnects > 0).length).toBeGreaterThanOrEqual(2)
+
+    const expected = expectedEntries(typists)
+    await vi.waitFor(
+      () => {
+        for (const c of clients) expect(missingFrom(c, expected)).toEqual([])
+      },
+      { timeout: 20_000, interval: 200 },
+    )
+    // Stored state agrees: a fresh client through the balancer sees every entry exactly once.
+    const fresh = connectClient(lb.url, 'doc')
+    await fresh.synced()
+    const log = fresh.doc.getArray<string>('log').toArray()
+    expect(log.length).toBe(expected.size)
+    expect(new Set(log)).toEqual(expected)
+    for (const c of [...clients, fresh]) c.destroy()
+  } finally {
+    await Promise.all(nodes.map((n) => n.crash()))
+  }
+})

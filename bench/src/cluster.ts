@@ -1,0 +1,57 @@
+/** Starts what a scenario measures: Redis, N server node processes, W worker processes. */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { spawnNode, startRedisServer, uniquePrefix, type RedisServer, type SpawnedProcessNode } from '@streambed/testing'
+import { type CpuMeter, meterCpu, rssBytes } from './proc.js'
+
+export interface Cluster {
+  readonly redis: RedisServer
+  readonly nodes: SpawnedProcessNode[]
+  readonly workers: SpawnedProcessNode[]
+  readonly prefix: string
+  readonly storageDir: string
+  readonly env: Record<string, string>
+  /** CPU seconds per process (redis, node0…, worker0…) from now on. */
+  meter(): CpuMeter
+  rss(): Record<string, number>
+  stop(): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+export const startCluster = async (opts: { nodes: number; workers?: number; env?: Record<string, string> }): Promise<Cluster> => {
+  const redis = await startRedisServer()
+  const prefix = uniquePrefix('bench')
+  const storageDir = await mkdtemp(join(tmpdir(), 'streambed-bench-'))
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, STORAGE_DIR: storageDir, ...opts.env }
+  const nodes = await Promise.all(Array.from({ length: opts.nodes }, () => spawnNode(env)))
+  const workers = await Promise.all(Array.from({ length: opts.workers ?? 0 }, () => spawnNode(env, { command: 'worker' })))
+  const pids = () => ({
+    redis: redis.pid,
+    ...Object.fromEntries(nodes.map((n, i) => [`node${i}`, n.proc.child.pid])),
+    ...Object.fromEntries(workers.map((w, i) => [`worker${i}`, w.proc.child.pid])),
+  })
+  const stop = async () => {
+    await Promise.all([...nodes, ...workers].map((p) => p.crash()))
+    await redis.close()
+    await rm(storageDir, { recursive: true, force: true })
+  }
+  return {
+    redis,
+    nodes,
+    workers,
+    prefix,
+    storageDir,
+    env,
+    meter: () => meterCpu(pids()),
+    rss: () => Object.fromEntries(Object.entries(pids()).map(([k, pid]) => [k, pid ? rssBytes(pid) : NaN])),
+    stop,
+    [Symbol.asyncDispose]: stop,
+  }
+}
+
+/** "redis 1.2 s, node0 3.4 s, …" */
+export const cpuSummary = (cpu: Record<string, number>): string =>
+  Object.entries(cpu)
+    .map(([k, v]) => `${k} ${Number.isFinite(v) ? v.toFixed(1) : 'n/a'} s`)
+    .join(', ')

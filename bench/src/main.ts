@@ -1,0 +1,58 @@
+/**
+ * `npm run bench -- [scenario ...] [--quick] [--record | --no-record]`
+ *
+ * Measures the floors (Redis, bare uWebSockets.js, Yjs) first, then runs the scenarios (default:
+ * all) and prints their tables. Full runs append the results to docs/benchmarks.md; --quick runs
+ * (about a minute, a smoke test) only when --record is given.
+ */
+import { startRedisServer } from '@streambed/testing'
+import type { BenchContext, Scenario } from './framework.js'
+import { floorsTable, measureFloors } from './floors.js'
+import { record } from './stats.js'
+
+/** Scenario name → module (each default-exports a Scenario), in run order. */
+const modules: Record<string, string> = {
+  s1: './s1-fanout.js',
+  s2: './s2-many-docs.js',
+  s3: './s3-idle-sockets.js',
+  s4: './s4-ceiling.js',
+  s5: './s5-join.js',
+  s6: './s6-compaction.js',
+  s7: './s7-reconnect.js',
+  memory: './memory.js',
+}
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const save = args.includes('--record') || (!quick && !args.includes('--no-record'))
+const chosen = args.filter((a) => !a.startsWith('--'))
+for (const name of chosen) {
+  if (!modules[name]) {
+    process.stderr.write(`unknown scenario "${name}"; known: ${Object.keys(modules).join(' ')}\n`)
+    process.exit(64)
+  }
+}
+const command = `npm run bench -- ${args.join(' ')}`.trim()
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
+const started = performance.now()
+
+log('measuring floors')
+const floors = await (async () => {
+  await using redis = await startRedisServer()
+  return await measureFloors(redis, quick)
+})()
+const floorText = floorsTable(floors)
+process.stdout.write(`\n## Floors\n\n${floorText}`)
+if (save) record('Floors', command, floorText)
+
+const ctx: BenchContext = { quick, floors, log, shared: new Map() }
+for (const name of chosen.length > 0 ? chosen : Object.keys(modules)) {
+  const scenario = ((await import(modules[name] as string)) as { default: Scenario }).default
+  log(`${scenario.name}: ${scenario.title}`)
+  const t = performance.now()
+  const result = await scenario.run(ctx)
+  const seconds = ((performance.now() - t) / 1000).toFixed(0)
+  process.stdout.write(`\n## ${scenario.name.toUpperCase()} — ${scenario.title} (${seconds} s)\n\n${result}`)
+  if (save) record(`${scenario.name.toUpperCase()} — ${scenario.title}`, command, result)
+}
+log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`)

@@ -1,0 +1,117 @@
+/**
+ * S5: join time of a 300 KB document (paper-like editing trace, compacted in storage) plus 0 / 1 k /
+ * 10 k stream entries, against the same work done in-process (storage read + XRANGE + merge +
+ * diff). Then head-of-line blocking: delivery latency on a small document while 4 clients join a
+ * 5 MB document on the same node.
+ */
+import * as Y from 'yjs'
+import { Redis } from 'ioredis'
+import { mergeAll } from '@streambed/protocol'
+import { createFsStorage } from '@streambed/storage'
+import { createDocStreams, createKeys } from '@streambed/streams'
+import { startCluster } from './cluster.js'
+import type { Scenario } from './framework.js'
+import { joinOnce } from './join.js'
+import { pace, sleep } from './load.js'
+import { Ledger, openPeers } from './peers.js'
+import { fmt, summary, table, type Row } from './stats.js'
+import { paperLikeTrace } from './traces.js'
+import { snapshot } from '@streambed/worker'
+
+/** `n` further single-character edits by a new client on top of `state`. */
+const tailEdits = (state: Uint8Array, n: number): Uint8Array[] => {
+  const doc = new Y.Doc()
+  Y.applyUpdate(doc, state)
+  const out: Uint8Array[] = []
+  doc.on('update', (u: Uint8Array) => out.push(u))
+  const text = doc.getText('content')
+  for (let i = 0; i < n; i++) text.insert((i * 7919) % (text.length + 1), 'y')
+  return out
+}
+
+const scenario: Scenario = {
+  name: 's5',
+  title: 'Join time and head-of-line blocking',
+  run: async (ctx) => {
+    await using cluster = await startCluster({ nodes: 1 })
+    const node = cluster.nodes[0] as (typeof cluster.nodes)[0]
+    const admin = new Redis(cluster.redis.url)
+    const keys = createKeys(cluster.prefix)
+    const streams = createDocStreams({ redis: admin, keys, queueShards: 8 })
+    const storage = await createFsStorage({ dir: cluster.storageDir })
+    const repeats = ctx.quick ? 5 : 20
+
+    ctx.log('s5: generating a 300 KB paper-like trace (cached after the first run)')
+    const base = snapshot(null, paperLikeTrace(300 * 1024))
+    const rows: Row[] = []
+    for (const tail of ctx.quick ? [0, 10_000] : [0, 1000, 10_000]) {
+      const doc = `join-${tail}`
+      await storage.compareAndSet(doc, null, { state: base, watermark: '1-0' })
+      const edits = tailEdits(base, tail)
+      for (let i = 0; i < edits.length; i += 500) await Promise.all(edits.slice(i, i + 500).map((u) => streams.append(doc, u, 'bench/0')))
+      const joins: number[] = []
+      const floor: number[] = []
+      let bytes = 0
+      for (let r = 0; r < repeats; r++) {
+        const start = performance.now()
+        const stored = await storage.load(doc)
+        const entries = (await admin.xrangeBuffer(keys.stream(doc), '-', '+')) as unknown as [Buffer, Buffer[]][]
+        const merged = mergeAll([stored?.state ?? new Uint8Array([0, 0]), ...entries.map(([, f]) => f[1] as Buffer)])
+        Y.diffUpdate(merged, Y.encodeStateVector(new Y.Doc()))
+        floor.push(performance.now() - start)
+        const j = await joinOnce(node.url, doc)
+        joins.push(j.ms)
+        bytes = j.bytes
+      }
+      const j = summary(joins)
+      const f = summary(floor)
+      rows.push({
+        document: `${Math.round(base.length / 1024)} KiB stored + ${tail} stream entries`,
+        'sync step 2 bytes': bytes,
+        'join p50 ms': fmt(j.p50),
+        'join p99 ms': fmt(j.p99),
+        'in-process floor p50 ms': fmt(f.p50),
+        'join ÷ floor (p50)': fmt(j.p50 / f.p50),
+      })
+    }
+
+    // Head-of-line blocking: a small document's live updates while big joins run on the node.
+    ctx.log('s5: head-of-line probe')
+    const bigBytes = (ctx.quick ? 2 : 5) * 1024 * 1024
+    const big = snapshot(null, paperLikeTrace(bigBytes))
+    await storage.compareAndSet('big', null, { state: big, watermark: '1-0' })
+    const ledger = new Ledger()
+    const writer = await openPeers([node.url], ['small'], 1, ledger)
+    const reader = await openPeers([node.url], ['small'], 1, ledger)
+    const w = writer.peers[0]
+    if (!w) throw new Error('probe writer did not connect')
+    const probe = async (during: () => Promise<unknown>) => {
+      ledger.reset()
+      await Promise.all([pace(50, 3, () => w.write(1)), during()])
+      await sleep(300)
+      return summary(ledger.latencies)
+    }
+    const quiet = await probe(() => sleep(0))
+    let joinMs: number[] = []
+    const busy = await probe(async () => {
+      await sleep(500)
+      const started = performance.now()
+      joinMs = (await Promise.all(Array.from({ length: 4 }, () => joinOnce(node.url, 'big')))).map(() => performance.now() - started)
+    })
+    writer.close()
+    reader.close()
+    admin.disconnect()
+    await storage.close()
+    const hol = table([
+      { 'small-document probe (50 updates/s)': 'quiet node', 'p50 ms': fmt(quiet.p50), 'p99 ms': fmt(quiet.p99), 'max ms': fmt(quiet.max) },
+      {
+        'small-document probe (50 updates/s)': `while 4 clients join a ${Math.round(big.length / 1024 / 1024)} MiB document (all joined after ${fmt(Math.max(...joinMs), 0)} ms)`,
+        'p50 ms': fmt(busy.p50),
+        'p99 ms': fmt(busy.p99),
+        'max ms': fmt(busy.max),
+      },
+    ])
+    return `${table(rows)}\nThe trace is synthetic (paper-like: single-character edits, 30 % deletions, a wandering cursor); real traces are not reachable from this machine. Goal: join ≤ 2 × floor.\n\n${hol}`
+  },
+}
+export default scenario

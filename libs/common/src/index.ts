@@ -1,0 +1,5 @@
+export * from './errors.js'
+export * from './logger.js'
+export * from './lifecycle.js'
+export * from './env.js'
+export * from './stream-id.js'

@@ -1,0 +1,114 @@
+import {
+  createRemoteJWKSet,
+  importSPKI,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose'
+import { AppError } from '@streambed/common'
+
+export type Access = 'read' | 'write'
+
+export interface Grant {
+  readonly access: Access
+  /** `sub` claim of the token, for logs. */
+  readonly subject: string | undefined
+}
+
+export interface Authenticator {
+  /** Resolves the access `token` grants to `doc`; throws UNAUTHORIZED or FORBIDDEN. */
+  authorize(token: string | undefined, doc: string): Promise<Grant>
+}
+
+export type AuthOptions =
+  | { mode: 'none' }
+  | {
+      mode: 'jwt'
+      /** HS256/384/512 shared secret. */
+      secret?: string
+      /** SPKI PEM public key (RS*, PS*, ES*, EdDSA). */
+      publicKey?: string
+      /** Algorithm of `publicKey`, e.g. RS256 or ES256. */
+      publicKeyAlg?: string
+      /** JWKS endpoint. */
+      jwksUrl?: string
+      issuer?: string
+      audience?: string
+    }
+
+/**
+ * Token claims understood by Streambed:
+ *   docs:   string[]  names the token grants; an entry ending in `*` grants every name starting
+ *                     with what precedes it (`team-1/*`), `*` alone grants all
+ *   doc:    string    shorthand for a single name
+ *   access: "read" | "write"   default "write"
+ */
+export const matchesDoc = (patterns: readonly string[], doc: string): boolean =>
+  patterns.some((p) => (p.endsWith('*') ? doc.startsWith(p.slice(0, -1)) : p === doc))
+
+const grantFromClaims = (claims: JWTPayload, doc: string): Grant => {
+  const patterns: string[] = []
+  if (typeof claims.doc === 'string') patterns.push(claims.doc)
+  if (Array.isArray(claims.docs))
+    for (const p of claims.docs) if (typeof p === 'string') patterns.push(p)
+  if (patterns.length === 0) throw new AppError('FORBIDDEN', 'token has no "docs" or "doc" claim')
+  if (!matchesDoc(patterns, doc))
+    throw new AppError('FORBIDDEN', `token does not grant document "${doc}"`)
+  const access = claims.access ?? 'write'
+  if (access !== 'read' && access !== 'write') {
+    throw new AppError('FORBIDDEN', `token claim "access" must be "read" or "write"`)
+  }
+  return { access, subject: claims.sub }
+}
+
+export const createAuthenticator = async (opts: AuthOptions): Promise<Authenticator> => {
+  if (opts.mode === 'none') {
+    return { authorize: () => Promise.resolve({ access: 'write', subject: undefined }) }
+  }
+  let key: Uint8Array | Awaited<ReturnType<typeof importSPKI>> | JWTVerifyGetKey
+  if (opts.secret) key = new TextEncoder().encode(opts.secret)
+  else if (opts.publicKey) {
+    try {
+      key = await importSPKI(opts.publicKey, opts.publicKeyAlg ?? 'RS256')
+    } catch (err) {
+      throw new AppError(
+        'CONFIG',
+        `AUTH_JWT_PUBLIC_KEY: not an SPKI PEM key for ${opts.publicKeyAlg ?? 'RS256'}`,
+        {
+          cause: err,
+        },
+      )
+    }
+  } else if (opts.jwksUrl) key = createRemoteJWKSet(new URL(opts.jwksUrl))
+  else
+    throw new AppError(
+      'CONFIG',
+      'AUTH_MODE=jwt needs AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL',
+    )
+
+  const verifyOptions = {
+    ...(opts.issuer ? { issuer: opts.issuer } : {}),
+    ...(opts.audience ? { audience: opts.audience } : {}),
+  }
+  return {
+    authorize: async (token, doc) => {
+      if (!token)
+        throw new AppError(
+          'UNAUTHORIZED',
+          'missing token (pass ?token=<jwt> or Authorization: Bearer <jwt>)',
+        )
+      let claims: JWTPayload
+      try {
+        // Overloads differ for a key and a key resolver; both are valid here.
+        claims =
+          typeof key === 'function'
+            ? (await jwtVerify(token, key, verifyOptions)).payload
+            : (await jwtVerify(token, key, verifyOptions)).payload
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err)
+        throw new AppError('UNAUTHORIZED', `invalid token: ${reason}`, { cause: err })
+      }
+      return grantFromClaims(claims, doc)
+    },
+  }
+}

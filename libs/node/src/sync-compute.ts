@@ -1,0 +1,33 @@
+import * as Y from 'yjs'
+import { createSyncBaseline, type SyncBaseline } from '@streambed/protocol'
+
+export interface SyncJob {
+  /** The document as one update (storage state + stream tail, merged). */
+  merged: Uint8Array
+  /** Distinct client state vectors to answer. */
+  clientStateVectors: Uint8Array[]
+  /** Whether a redundancy baseline is needed (some client already has content). */
+  baseline: boolean
+}
+
+export interface SyncAnswer {
+  /** Our state vector, sent as our sync step 1. */
+  stateVector: Uint8Array
+  /** `diffs[i]` answers `clientStateVectors[i]`. */
+  diffs: Uint8Array[]
+  baseline: SyncBaseline | null
+}
+
+/**
+ * The CPU-bound part of answering sync step 1s for one document read: one full pass per distinct
+ * client state vector, plus the state vector and (if needed) the delete-set baseline. Pure, so it
+ * can run on a worker thread.
+ */
+export const computeSync = (job: SyncJob): SyncAnswer => {
+  const diffs = job.clientStateVectors.map((sv) => Y.diffUpdate(job.merged, sv))
+  if (job.baseline) {
+    const baseline = createSyncBaseline(job.merged)
+    return { stateVector: baseline.stateVector, diffs, baseline }
+  }
+  return { stateVector: Y.encodeStateVectorFromUpdate(job.merged), diffs, baseline: null }
+}

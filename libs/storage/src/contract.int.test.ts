@@ -1,0 +1,610 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
+import pg from 'pg'
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { AppError, createLogger, isAppError } from '@streambed/common'
+import {
+  s3ClientOptions,
+  startPostgresServer,
+  startS3Server,
+  testDatabase,
+  type S3Server,
+} from '@streambed/testing'
+import {
+  compareWatermarks,
+  createFsStorage,
+  createPostgresStorage,
+  createS3Storage,
+  type DocStorage,
+  type LogEntry,
+  type StoredDoc,
+} from './index.js'
+
+/**
+ * The storage contract, written once and run against every backend on real services: a temporary
+ * directory, a schema of its own in the local Postgres, a bucket of its own on an S3 server.
+ */
+
+interface Space {
+  readonly storage: DocStorage
+  /** Another storage over the same data, as a second process would open it. */
+  another(): Promise<DocStorage>
+  close(): Promise<void>
+}
+
+interface Backend {
+  readonly kind: 'fs' | 'postgres' | 's3'
+  /** Fresh, empty storage no other test sees. */
+  open(): Promise<Space>
+}
+
+let s3ServerStarted: Promise<S3Server> | undefined
+const s3Server = (): Promise<S3Server> => (s3ServerStarted ??= startS3Server())
+afterAll(async () => {
+  if (s3ServerStarted) await (await s3ServerStarted).close()
+})
+
+const s3Client = (server: S3Server, extra: { maxAttempts?: number } = {}) =>
+  new S3Client({ ...s3ClientOptions(server), ...extra })
+
+const spaceOf = async (
+  openOne: () => Promise<DocStorage>,
+  cleanup: () => Promise<void>,
+): Promise<Space> => {
+  const opened: DocStorage[] = []
+  const another = async () => {
+    const s = await openOne()
+    opened.push(s)
+    return s
+  }
+  const storage = await another()
+  return {
+    storage,
+    another,
+    close: async () => {
+      for (const s of opened) await s.close()
+      await cleanup()
+    },
+  }
+}
+
+const S3_PREFIX = 'tenant/'
+
+const backends: Backend[] = [
+  {
+    kind: 'fs',
+    open: async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'streambed-contract-'))
+      return spaceOf(
+        () => createFsStorage({ dir }),
+        () => rm(dir, { recursive: true, force: true }),
+      )
+    },
+  },
+  {
+    kind: 'postgres',
+    open: async () => {
+      const db = await testDatabase(undefined, 'contract')
+      return spaceOf(
+        () => createPostgresStorage({ url: db.url, poolMax: 4 }),
+        () => db.close(),
+      )
+    },
+  },
+  {
+    kind: 's3',
+    open: async () => {
+      const server = await s3Server()
+      const bucket = await server.createBucket('contract')
+      return spaceOf(
+        () => createS3Storage({ client: s3Client(server), bucket, prefix: S3_PREFIX }),
+        async () => {},
+      )
+    },
+  },
+]
+
+const stored = (watermark: string, state: Uint8Array | number[]): StoredDoc => ({
+  watermark,
+  state: Uint8Array.from(state),
+})
+
+/** Exact byte equality, without printing megabytes on failure. */
+const expectBytes = (actual: Uint8Array | undefined, expected: Uint8Array): void => {
+  expect(actual).toBeDefined()
+  expect(actual!.length).toBe(expected.length)
+  expect(Buffer.from(actual!).equals(Buffer.from(expected))).toBe(true)
+}
+
+const expectStored = (actual: StoredDoc | null, expected: StoredDoc): void => {
+  expect(actual?.watermark).toBe(expected.watermark)
+  expectBytes(actual?.state, expected.state)
+}
+
+/** An entry whose update bytes name its id, so a mix-up shows. */
+const entry = (id: string): LogEntry => ({ id, update: Buffer.from(`update ${id}`) })
+
+const expectLog = (actual: LogEntry[], expected: readonly LogEntry[]): void => {
+  expect(actual.map((e) => e.id)).toEqual(expected.map((e) => e.id))
+  actual.forEach((e, i) => expectBytes(e.update, expected[i]!.update))
+}
+
+const expectStorageUnavailable = async (promise: Promise<unknown>): Promise<void> => {
+  const err = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  )
+  expect(err).toBeInstanceOf(AppError)
+  expect((err as AppError).code).toBe('STORAGE_UNAVAILABLE')
+}
+
+describe.each(backends)('$kind storage contract', (backend) => {
+  let space: Space
+  let storage: DocStorage
+  beforeEach(async () => {
+    space = await backend.open()
+    storage = space.storage
+  })
+  afterEach(async () => {
+    await space.close()
+  })
+
+  it('names its kind and answers ping', async () => {
+    expect(storage.kind).toBe(backend.kind)
+    await expect(storage.ping()).resolves.toBeUndefined()
+  })
+
+  it('treats a missing document as absent, not as an error', async () => {
+    expect(await storage.load('missing')).toBeNull()
+    expect(await storage.readLog('missing')).toEqual([])
+    expect(await storage.readLog('missing', { after: '5-0' })).toEqual([])
+    await expect(storage.delete('missing')).resolves.toBeUndefined()
+    expect(await storage.list()).toEqual([])
+  })
+
+  it('creates from null, then advances only from the stored watermark', async () => {
+    const first = stored('10-0', [1, 2, 3])
+    expect(await storage.compareAndSet('doc', null, first)).toBe(true)
+    expectStored(await storage.load('doc'), first)
+
+    expect(await storage.compareAndSet('doc', null, stored('11-0', [9]))).toBe(false)
+    expect(await storage.compareAndSet('doc', '9-0', stored('11-0', [9]))).toBe(false)
+    expect(await storage.compareAndSet('doc', '10-1', stored('11-0', [9]))).toBe(false)
+    expectStored(await storage.load('doc'), first)
+
+    const second = stored('12-3', [4, 5])
+    expect(await storage.compareAndSet('doc', '10-0', second)).toBe(true)
+    expectStored(await storage.load('doc'), second)
+    // A second process sees the same state.
+    const other = await space.another()
+    expectStored(await other.load('doc'), second)
+    const third = stored('13-0', [6])
+    expect(await other.compareAndSet('doc', '12-3', third)).toBe(true)
+    expectStored(await storage.load('doc'), third)
+  })
+
+  it('reports the stored watermark alone, like load', async () => {
+    expect(await storage.watermark('doc')).toBeNull()
+    expect(await storage.compareAndSet('doc', null, stored('9-5', [1]))).toBe(true)
+    expect(await storage.watermark('doc')).toBe('9-5')
+    expect(await storage.compareAndSet('doc', '9-5', stored('10-0', [2]))).toBe(true)
+    expect(await storage.watermark('doc')).toBe('10-0')
+    expect(await storage.watermark('other')).toBeNull()
+  })
+
+  it('never lets a stale writer take the watermark back', async () => {
+    // 9 < 10 numerically but not as text: ordering must be numeric.
+    expect(await storage.compareAndSet('doc', null, stored('9-5', [1]))).toBe(true)
+    const ahead = stored('10-0', [2])
+    expect(await storage.compareAndSet('doc', '9-5', ahead)).toBe(true)
+    // Writers that read before the last write.
+    expect(await storage.compareAndSet('doc', '9-5', stored('9-7', [3]))).toBe(false)
+    expect(await storage.compareAndSet('doc', '9-5', stored('11-0', [3]))).toBe(false)
+    expect(await storage.compareAndSet('doc', null, stored('1-0', [4]))).toBe(false)
+    expectStored(await storage.load('doc'), ahead)
+    // Even a writer holding the current watermark cannot move it back.
+    expect(await storage.compareAndSet('doc', '10-0', stored('9-9', [5]))).toBe(false)
+    expectStored(await storage.load('doc'), ahead)
+  })
+
+  it('round-trips state bytes exactly: 5 MB, the empty update, every byte value', async () => {
+    const big = stored('1-0', randomBytes(5 * 1024 * 1024 + 3))
+    const empty = stored('2-0', [0, 0])
+    const everyByte = stored(
+      '3-0',
+      Array.from({ length: 256 }, (_, i) => i),
+    )
+    expect(await storage.compareAndSet('big', null, big)).toBe(true)
+    expect(await storage.compareAndSet('empty', null, empty)).toBe(true)
+    expect(await storage.compareAndSet('every-byte', null, everyByte)).toBe(true)
+    expectStored(await storage.load('big'), big)
+    expectStored(await storage.load('empty'), empty)
+    expectStored(await storage.load('every-byte'), everyByte)
+    // Replacing a big state with a small one leaves nothing of the old one behind.
+    const small = stored('4-0', [7])
+    expect(await storage.compareAndSet('big', '1-0', small)).toBe(true)
+    expectStored(await storage.load('big'), small)
+  })
+
+  it('keeps every name apart: separators, case, escapes, 200 characters and longer', async () => {
+    const names = [
+      'a/b',
+      'a:b',
+      'a@b',
+      'a+b',
+      'a=b',
+      'a,b',
+      'a~b',
+      'a.b',
+      'a-b',
+      'a_b',
+      'ab',
+      'a%2Fb',
+      '~a',
+      '.a',
+      'doc',
+      'Doc',
+      'DOC',
+      'org/Team/doc:1@v2+x=y,z~.-',
+      'x'.repeat(200),
+      // 200 characters escaping to more than 200 (hashed object/file names).
+      'X'.repeat(200),
+      'x'.repeat(199) + 'X',
+      `${'Y/'.repeat(150)}end`,
+    ]
+    expect(new Set(names).size).toBe(names.length)
+    const stateOf = (i: number) => stored(`${i + 1}-0`, [i, i, i])
+    await Promise.all(names.map((n, i) => storage.compareAndSet(n, null, stateOf(i))))
+    await Promise.all(names.map((n, i) => storage.appendLog(n, [entry(`${i + 1}-0`)])))
+    for (const [i, n] of names.entries()) {
+      expectStored(await storage.load(n), stateOf(i))
+      expectLog(await storage.readLog(n), [entry(`${i + 1}-0`)])
+    }
+    expect(await storage.list()).toEqual([...names].sort())
+    // Deleting one name leaves its look-alikes.
+    await storage.delete('Doc')
+    expect(await storage.load('Doc')).toBeNull()
+    expectStored(await storage.load('doc'), stateOf(names.indexOf('doc')))
+    expectStored(await storage.load('DOC'), stateOf(names.indexOf('DOC')))
+    await storage.delete('X'.repeat(200))
+    expect(await storage.load('X'.repeat(200))).toBeNull()
+    expect(await storage.readLog('X'.repeat(200))).toEqual([])
+    const alike = 'x'.repeat(199) + 'X'
+    expectStored(await storage.load(alike), stateOf(names.indexOf(alike)))
+  })
+
+  it('settles ten racing writers from one watermark without losing or regressing', async () => {
+    const other = await space.another()
+    expect(await storage.compareAndSet('race', null, stored('50-0', [5, 0]))).toBe(true)
+    const nexts = Array.from({ length: 10 }, (_, i) => stored(`${60 + i}-0`, randomBytes(1000 + i)))
+    // Half through a second storage (another process), all from the same expected watermark.
+    const results = await Promise.all(
+      nexts.map((next, i) => (i % 2 ? other : storage).compareAndSet('race', '50-0', next)),
+    )
+    const winners = nexts.filter((_, i) => results[i])
+    const loaded = await storage.load('race')
+    if (backend.kind === 's3') {
+      // Not a strict compare-and-set (see the header of s3-storage.ts): racing writers may all
+      // succeed; what loads is the highest winner's version, byte for byte.
+      expect(winners.length).toBeGreaterThanOrEqual(1)
+      const highest = winners.reduce((a, b) =>
+        compareWatermarks(a.watermark, b.watermark) >= 0 ? a : b,
+      )
+      expectStored(loaded, highest)
+    } else {
+      expect(winners).toHaveLength(1)
+      expectStored(loaded, winners[0]!)
+    }
+    // The stale expected watermark now fails everywhere; retrying from the loaded one succeeds.
+    const retry = stored('80-0', [8, 0])
+    expect(await other.compareAndSet('race', '50-0', retry)).toBe(false)
+    expect(await other.compareAndSet('race', loaded!.watermark, retry)).toBe(true)
+    expectStored(await storage.load('race'), retry)
+  })
+
+  it('archives log entries idempotently and reads them ordered, deduplicated, after a point', async () => {
+    const all = [
+      { id: '1-0', update: Uint8Array.from([0, 0]) },
+      entry('1-1'),
+      entry('2-0'),
+      entry('3-0'),
+      entry('9-0'),
+      entry('10-0'),
+      entry('10-9'),
+      entry('10-10'),
+      entry('10-18446744073709551615'),
+      entry('1700000000000-0'),
+    ]
+    const [e1, e2, e3, e4, e9, e10, e10s9, e10s10, e10max, eLate] = all as [
+      LogEntry,
+      LogEntry,
+      LogEntry,
+      LogEntry,
+      LogEntry,
+      LogEntry,
+      LogEntry,
+      LogEntry,
+      LogEntry,
+      LogEntry,
+    ]
+    await storage.appendLog('doc', [])
+    expect(await storage.readLog('doc')).toEqual([])
+    // A later batch archived first, the same batch twice, overlapping batches.
+    await storage.appendLog('doc', [e10s10, e10max, eLate])
+    await storage.appendLog('doc', [e1, e2, e3])
+    await storage.appendLog('doc', [e1, e2, e3])
+    await storage.appendLog('doc', [e3, e4, e9])
+    await storage.appendLog('doc', [e9, e10, e10s9, e10s10])
+    expectLog(await storage.readLog('doc'), all)
+    expectLog(await storage.readLog('doc', { after: '0-0' }), all)
+    expectLog(await storage.readLog('doc', { after: '3-0' }), [
+      e9,
+      e10,
+      e10s9,
+      e10s10,
+      e10max,
+      eLate,
+    ])
+    expectLog(await storage.readLog('doc', { after: '10-9' }), [e10s10, e10max, eLate])
+    expectLog(await storage.readLog('doc', { after: '5-0' }), [
+      e9,
+      e10,
+      e10s9,
+      e10s10,
+      e10max,
+      eLate,
+    ])
+    expect(await storage.readLog('doc', { after: '1700000000000-0' })).toEqual([])
+    // Logs of other documents, including prefix look-alikes, stay apart.
+    await storage.appendLog('doc2', [entry('4-0')])
+    await storage.appendLog('do', [entry('5-0')])
+    expectLog(await storage.readLog('doc2'), [entry('4-0')])
+    expectLog(await storage.readLog('do'), [entry('5-0')])
+    expectLog(await storage.readLog('doc'), all)
+    // The log is not the state.
+    expect(await storage.load('doc')).toBeNull()
+  })
+
+  it('deletes state and log together, leaves other documents alone, and can start over', async () => {
+    for (const name of ['gone', 'gone2', 'gone/child', 'kept']) {
+      expect(await storage.compareAndSet(name, null, stored('3-0', Buffer.from(name)))).toBe(true)
+      await storage.appendLog(name, [entry('1-0'), entry('3-0')])
+    }
+    await storage.delete('gone')
+    expect(await storage.load('gone')).toBeNull()
+    expect(await storage.readLog('gone')).toEqual([])
+    expect(await storage.list()).toEqual(['gone/child', 'gone2', 'kept'])
+    for (const name of ['gone2', 'gone/child', 'kept']) {
+      expectStored(await storage.load(name), stored('3-0', Buffer.from(name)))
+      expectLog(await storage.readLog(name), [entry('1-0'), entry('3-0')])
+    }
+    await expect(storage.delete('gone')).resolves.toBeUndefined()
+    // Recreated from nothing: no old state or log shows through.
+    expect(await storage.compareAndSet('gone', null, stored('1-0', [1]))).toBe(true)
+    expectStored(await storage.load('gone'), stored('1-0', [1]))
+    expect(await storage.readLog('gone')).toEqual([])
+  })
+
+  it('lists documents with state in order, paging with after and limit', async () => {
+    const names = ['b', 'a', 'B', 'a/b', 'a-b', 'Z'.repeat(150), 'c', 'a0']
+    for (const [i, n] of names.entries()) {
+      expect(await storage.compareAndSet(n, null, stored(`${i + 1}-0`, [i]))).toBe(true)
+    }
+    // Only archived, no state yet (compaction archives before it stores): not a document yet.
+    await storage.appendLog('log-only', [entry('1-0')])
+    const sorted = [...names].sort()
+    expect(sorted).toEqual(['B', 'Z'.repeat(150), 'a', 'a-b', 'a/b', 'a0', 'b', 'c'])
+    expect(await storage.list()).toEqual(sorted)
+    expect(await storage.list({ limit: 3 })).toEqual(sorted.slice(0, 3))
+    expect(await storage.list({ after: 'a' })).toEqual(sorted.slice(3))
+    expect(await storage.list({ after: 'a-', limit: 2 })).toEqual(['a-b', 'a/b'])
+    expect(await storage.list({ after: 'c' })).toEqual([])
+    expect(await storage.list({ after: 'A' })).toEqual(sorted)
+
+    const paged: string[] = []
+    for (let page = await storage.list({ limit: 3 }); page.length > 0;) {
+      expect(page.length).toBeLessThanOrEqual(3)
+      paged.push(...page)
+      page = await storage.list({ after: page.at(-1)!, limit: 3 })
+    }
+    expect(paged).toEqual(sorted)
+  })
+})
+
+describe('postgres storage', () => {
+  it('applies migrations once, however many processes start together', async () => {
+    await using db = await testDatabase(undefined, 'migrations')
+    const opened = await Promise.all(
+      Array.from({ length: 4 }, () => createPostgresStorage({ url: db.url, poolMax: 2 })),
+    )
+    opened.push(await createPostgresStorage({ url: db.url, poolMax: 2 }))
+    try {
+      const [a, b] = opened as [DocStorage, DocStorage]
+      expect(await a.compareAndSet('doc', null, stored('1-0', [1]))).toBe(true)
+      expectStored(await b.load('doc'), stored('1-0', [1]))
+      const client = new pg.Client({ connectionString: db.url })
+      await client.connect()
+      try {
+        const applied = await client.query('SELECT version FROM streambed_migrations')
+        expect(applied.rows).toEqual([{ version: 1 }])
+        // The tables went into the URL's schema.
+        const placed = await client.query<{ table: string; schema: string }>(
+          `SELECT table_name AS table, table_schema AS schema FROM information_schema.tables
+           WHERE table_schema = $1 ORDER BY table_name`,
+          [db.schema],
+        )
+        expect(placed.rows.map((r) => r.table)).toEqual([
+          'streambed_docs_v1',
+          'streambed_log_v1',
+          'streambed_migrations',
+        ])
+      } finally {
+        await client.end()
+      }
+    } finally {
+      for (const s of opened) await s.close()
+    }
+  })
+
+  it('reports a stopped server as STORAGE_UNAVAILABLE and recovers without being recreated', async () => {
+    await using server = await startPostgresServer()
+    const lines: string[] = []
+    const destination = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        lines.push(chunk.toString())
+        done()
+      },
+    })
+    const logger = createLogger({ level: 'warn', destination })
+    const storage = await createPostgresStorage({ url: server.url, logger })
+    try {
+      expect(await storage.compareAndSet('doc', null, stored('1-0', [1]))).toBe(true)
+      await server.stop()
+      // The pooled idle connection learns of the shutdown: logged, not an uncaught 'error' event.
+      await vi.waitFor(() => expect(lines.join('')).toContain('idle Postgres connection failed'), {
+        timeout: 5000,
+      })
+      await expectStorageUnavailable(storage.load('doc'))
+      await expectStorageUnavailable(storage.ping())
+      await expectStorageUnavailable(storage.compareAndSet('doc', '1-0', stored('2-0', [2])))
+      await expectStorageUnavailable(storage.appendLog('doc', [entry('2-0')]))
+      await expectStorageUnavailable(createPostgresStorage({ url: server.url }))
+      await server.start()
+      await storage.ping()
+      expectStored(await storage.load('doc'), stored('1-0', [1]))
+      expect(await storage.compareAndSet('doc', '1-0', stored('2-0', [2]))).toBe(true)
+      expectStored(await storage.load('doc'), stored('2-0', [2]))
+    } finally {
+      await storage.close()
+    }
+  })
+})
+
+describe('s3 storage', () => {
+  const allKeys = async (client: S3Client, Bucket: string): Promise<string[]> => {
+    const res = await client.send(new ListObjectsV2Command({ Bucket }))
+    expect(res.IsTruncated).toBeFalsy()
+    return (res.Contents ?? []).map((o) => o.Key!)
+  }
+
+  it('keeps the newest two state versions, all keys under its prefix', async () => {
+    const server = await s3Server()
+    const Bucket = await server.createBucket('versions')
+    const storage = await createS3Storage({
+      client: s3Client(server),
+      bucket: Bucket,
+      prefix: 'p/',
+    })
+    const inspect = s3Client(server)
+    try {
+      let expected: string | null = null
+      for (let i = 1; i <= 5; i++) {
+        expect(await storage.compareAndSet('doc', expected, stored(`${i}-0`, [i]))).toBe(true)
+        expected = `${i}-0`
+      }
+      await storage.appendLog('doc', [entry('1-0'), entry('5-0')])
+      const keys = await allKeys(inspect, Bucket)
+      expect(keys).toEqual([
+        `p/v1/docs/doc/log/${'1'.padStart(15, '0')}-${'0'.padStart(20, '0')}_${'5'.padStart(15, '0')}-${'0'.padStart(20, '0')}.ylog`,
+        `p/v1/docs/doc/state/${'4'.padStart(15, '0')}-${'0'.padStart(20, '0')}.ydoc`,
+        `p/v1/docs/doc/state/${'5'.padStart(15, '0')}-${'0'.padStart(20, '0')}.ydoc`,
+      ])
+      await storage.delete('doc')
+      expect(await allKeys(inspect, Bucket)).toEqual([])
+    } finally {
+      await storage.close()
+      inspect.destroy()
+    }
+  })
+
+  it('lists again when the newest version is collected between listing and reading', async () => {
+    const server = await s3Server()
+    const bucket = await server.createBucket('vanish')
+    const writer = await createS3Storage({ client: s3Client(server), bucket })
+    const readerClient = s3Client(server)
+    let interfered = false
+    readerClient.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'GetObjectCommand' && !interfered) {
+          interfered = true
+          // Two newer versions make the one about to be read collectable.
+          expect(await writer.compareAndSet('doc', '2-0', stored('3-0', [3]))).toBe(true)
+          expect(await writer.compareAndSet('doc', '3-0', stored('4-0', [4]))).toBe(true)
+        }
+        return next(args)
+      },
+      { step: 'initialize', name: 'interfere' },
+    )
+    const reader = await createS3Storage({ client: readerClient, bucket })
+    try {
+      expect(await writer.compareAndSet('doc', null, stored('1-0', [1]))).toBe(true)
+      expect(await writer.compareAndSet('doc', '1-0', stored('2-0', [2]))).toBe(true)
+      expectStored(await reader.load('doc'), stored('4-0', [4]))
+      expect(interfered).toBe(true)
+    } finally {
+      await reader.close()
+      await writer.close()
+    }
+  })
+
+  it('pages through more than 1000 objects when listing, reading and deleting', async () => {
+    const server = await s3Server()
+    const bucket = await server.createBucket('many')
+    const storage = await createS3Storage({ client: s3Client(server), bucket })
+    try {
+      const entries = Array.from({ length: 1003 }, (_, i) => entry(`${i + 1}-0`))
+      for (let at = 0; at < entries.length; at += 50) {
+        await Promise.all(entries.slice(at, at + 50).map((e) => storage.appendLog('doc', [e])))
+      }
+      expect(await storage.compareAndSet('doc', null, stored('1003-0', [1]))).toBe(true)
+      // Documents before and after it in key order: list() pages past its log.
+      expect(await storage.compareAndSet('a-doc', null, stored('1-0', [1]))).toBe(true)
+      expect(await storage.compareAndSet('zz', null, stored('1-0', [1]))).toBe(true)
+      expect(await storage.list()).toEqual(['a-doc', 'doc', 'zz'])
+      expectLog(await storage.readLog('doc'), entries)
+      expectLog(await storage.readLog('doc', { after: '1000-0' }), entries.slice(1000))
+      await storage.delete('doc')
+      expect(await storage.readLog('doc')).toEqual([])
+      expect(await storage.load('doc')).toBeNull()
+      expect(await storage.list()).toEqual(['a-doc', 'zz'])
+    } finally {
+      await storage.close()
+    }
+  })
+
+  it('refuses a missing bucket or a bad prefix at creation, as configuration errors', async () => {
+    const server = await s3Server()
+    const bucket = await server.createBucket('config')
+    const codeOf = (p: Promise<unknown>) =>
+      p.then(
+        () => 'created',
+        (err: unknown) => (isAppError(err) ? err.code : String(err)),
+      )
+    expect(
+      await codeOf(createS3Storage({ client: s3Client(server), bucket: 'no-such-bucket-here' })),
+    ).toBe('CONFIG')
+    expect(await codeOf(createS3Storage({ client: s3Client(server), bucket, prefix: 'p' }))).toBe(
+      'CONFIG',
+    )
+  })
+
+  it('reports an unreachable server as STORAGE_UNAVAILABLE', async () => {
+    const server = await startS3Server()
+    const bucket = await server.createBucket('down')
+    const storage = await createS3Storage({ client: s3Client(server, { maxAttempts: 1 }), bucket })
+    try {
+      expect(await storage.compareAndSet('doc', null, stored('1-0', [1]))).toBe(true)
+      await server.close()
+      await expectStorageUnavailable(storage.ping())
+      await expectStorageUnavailable(storage.load('doc'))
+      await expectStorageUnavailable(storage.compareAndSet('doc', '1-0', stored('2-0', [2])))
+      await expectStorageUnavailable(storage.list())
+    } finally {
+      await storage.close()
+    }
+  })
+})

@@ -1,0 +1,6 @@
+export * from './storage.js'
+export * from './encoding.js'
+export * from './fs-storage.js'
+export * from './postgres-storage.js'
+export * from './s3-storage.js'
+export * from './config.js'

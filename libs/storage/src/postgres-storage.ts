@@ -1,0 +1,252 @@
+import pg from 'pg'
+import { AppError, type Logger, silentLogger } from '@streambed/common'
+import { compareWatermarks, type DocStorage, type LogEntry, type Watermark } from './storage.js'
+
+/**
+ * Postgres storage: one row per document, one row per archived stream entry.
+ *
+ *   streambed_docs_v1  (name, state, watermark, version, updated_at)   compacted state
+ *   streambed_log_v1   (name, id_ms, id_seq, "update")                  update log, keyed by entry id
+ *
+ * Every compare-and-set is one statement, so Postgres' row locking decides races: of several
+ * writers starting from the same watermark exactly one succeeds (a `next` below `expected` is
+ * refused without a statement). Log ids are stored as numbers, so readLog orders them numerically
+ * and returns them in canonical form. Unqualified table names resolve through the connection's
+ * search_path (`?options=-c search_path=<schema>` in the URL selects a schema).
+ *
+ * Migrations run when a storage is created, inside one transaction holding an advisory lock (per
+ * schema), so processes starting together apply each migration once. Append new migrations at the
+ * end of `migrations`; never edit an applied one. Tables carry a version in their name: a change of
+ * layout adds `_v2` tables, so processes still running the previous release keep working.
+ */
+export interface PostgresStorageOptions {
+  /** `postgres://user:pass@host:5432/db`, optionally with `?options=-c search_path=<schema>`. */
+  url: string
+  /** Connections in the pool; default 10. */
+  poolMax?: number
+  /** Receives connection errors of idle pooled clients and applied migrations; default silent. */
+  logger?: Logger
+}
+
+interface Migration {
+  readonly version: number
+  readonly name: string
+  readonly sql: string
+}
+
+/** Applied in order, each at most once per schema. Append only. */
+const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'documents and update log',
+    // `COLLATE "C"`: list() pages by name in code point order (as the other backends do) whatever
+    // the database's default collation, and can walk the primary key index to do so.
+    sql: `
+      CREATE TABLE streambed_docs_v1 (
+        name text COLLATE "C" PRIMARY KEY,
+        state bytea NOT NULL,
+        watermark text NOT NULL,
+        version bigint NOT NULL DEFAULT 1,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE streambed_log_v1 (
+        name text NOT NULL,
+        id_ms bigint NOT NULL,
+        id_seq numeric(20, 0) NOT NULL,
+        "update" bytea NOT NULL,
+        PRIMARY KEY (name, id_ms, id_seq)
+      );
+    `,
+  },
+]
+
+/** The two parts of a watermark as decimal strings (Postgres casts them; seq may exceed 2^53). */
+const splitId = (id: Watermark): [string, string] => {
+  const m = /^(\d+)-(\d+)$/.exec(id)
+  if (!m) throw new TypeError(`not a stream id: ${JSON.stringify(id)}`)
+  return [m[1] as string, m[2] as string]
+}
+
+const unavailable = (what: string, err: unknown): AppError =>
+  err instanceof AppError
+    ? err
+    : new AppError('STORAGE_UNAVAILABLE', `${what}: ${(err as Error).message}`, { cause: err })
+
+/** Runs `fn` in a transaction on one pooled connection; a connection that failed is discarded. */
+const inTransaction = async <T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> => {
+  const client = await pool.connect()
+  let result: T
+  try {
+    await client.query('BEGIN')
+    result = await fn(client)
+    await client.query('COMMIT')
+  } catch (err) {
+    const rolledBack = await client.query('ROLLBACK').then(
+      () => true,
+      () => false,
+    )
+    client.release(!rolledBack)
+    throw err
+  }
+  client.release()
+  return result
+}
+
+const migrate = (pool: pg.Pool, logger: Logger): Promise<void> =>
+  inTransaction(pool, async (client) => {
+    // Held until the transaction ends; keyed by schema so that schemas do not wait for each other.
+    await client.query(
+      `SELECT pg_advisory_xact_lock(hashtext('streambed_migrations:' || coalesce(current_schema(), '')))`,
+    )
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS streambed_migrations (
+        version int PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`)
+    const applied = await client.query<{ version: number }>(
+      'SELECT version FROM streambed_migrations',
+    )
+    const done = new Set(applied.rows.map((r) => r.version))
+    for (const m of migrations) {
+      if (done.has(m.version)) continue
+      await client.query(m.sql)
+      await client.query('INSERT INTO streambed_migrations (version, name) VALUES ($1, $2)', [
+        m.version,
+        m.name,
+      ])
+      logger.info({ version: m.version, migration: m.name }, 'applied storage migration')
+    }
+  })
+
+export const createPostgresStorage = async (opts: PostgresStorageOptions): Promise<DocStorage> => {
+  const logger = opts.logger ?? silentLogger()
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolMax ?? 10,
+    connectionTimeoutMillis: 10_000,
+  })
+  // An idle client whose connection breaks (server restart) is dropped from the pool; without a
+  // listener the 'error' event would crash the process.
+  pool.on('error', (err) => logger.warn({ err }, 'idle Postgres connection failed'))
+  try {
+    await migrate(pool, logger)
+  } catch (err) {
+    await pool.end().catch(() => undefined)
+    throw unavailable('cannot prepare the Postgres schema', err)
+  }
+
+  const storage: DocStorage = {
+    kind: 'postgres',
+    load: async (doc) => {
+      try {
+        const res = await pool.query<{ state: Buffer; watermark: string }>(
+          'SELECT state, watermark FROM streambed_docs_v1 WHERE name = $1',
+          [doc],
+        )
+        const row = res.rows[0]
+        return row ? { state: row.state, watermark: row.watermark } : null
+      } catch (err) {
+        throw unavailable(`cannot read ${doc}`, err)
+      }
+    },
+    watermark: async (doc) => {
+      try {
+        const res = await pool.query<{ watermark: string }>(
+          'SELECT watermark FROM streambed_docs_v1 WHERE name = $1',
+          [doc],
+        )
+        return res.rows[0]?.watermark ?? null
+      } catch (err) {
+        throw unavailable(`cannot read ${doc}`, err)
+      }
+    },
+    compareAndSet: async (doc, expected, next) => {
+      try {
+        // Storing a lower watermark would break "a stored watermark never decreases".
+        if (expected !== null && compareWatermarks(next.watermark, expected) < 0) return false
+        const res =
+          expected === null
+            ? await pool.query(
+                `INSERT INTO streambed_docs_v1 (name, state, watermark) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO NOTHING`,
+                [doc, next.state, next.watermark],
+              )
+            : await pool.query(
+                `UPDATE streambed_docs_v1
+                 SET state = $3, watermark = $4, version = version + 1, updated_at = now()
+                 WHERE name = $1 AND watermark = $2`,
+                [doc, expected, next.state, next.watermark],
+              )
+        return res.rowCount === 1
+      } catch (err) {
+        throw unavailable(`cannot store ${doc}`, err)
+      }
+    },
+    appendLog: async (doc, entries) => {
+      if (entries.length === 0) return
+      try {
+        const ids = entries.map((e) => splitId(e.id))
+        await pool.query(
+          `INSERT INTO streambed_log_v1 (name, id_ms, id_seq, "update")
+           SELECT $1, e.ms, e.seq, e.u FROM unnest($2::bigint[], $3::numeric[], $4::bytea[]) AS e(ms, seq, u)
+           ON CONFLICT DO NOTHING`,
+          [doc, ids.map(([ms]) => ms), ids.map(([, seq]) => seq), entries.map((e) => e.update)],
+        )
+      } catch (err) {
+        throw unavailable(`cannot archive ${doc}`, err)
+      }
+    },
+    readLog: async (doc, readOpts = {}) => {
+      try {
+        const [afterMs, afterSeq] =
+          readOpts.after === undefined ? [null, null] : splitId(readOpts.after)
+        const res = await pool.query<{ ms: string; seq: string; update: Buffer }>(
+          `SELECT id_ms::text AS ms, id_seq::text AS seq, "update" FROM streambed_log_v1
+           WHERE name = $1 AND ($2::bigint IS NULL OR (id_ms, id_seq) > ($2::bigint, $3::numeric))
+           ORDER BY id_ms, id_seq`,
+          [doc, afterMs, afterSeq],
+        )
+        return res.rows.map((r): LogEntry => ({ id: `${r.ms}-${r.seq}`, update: r.update }))
+      } catch (err) {
+        throw unavailable(`cannot read the update log of ${doc}`, err)
+      }
+    },
+    delete: async (doc) => {
+      try {
+        await inTransaction(pool, async (client) => {
+          await client.query('DELETE FROM streambed_docs_v1 WHERE name = $1', [doc])
+          await client.query('DELETE FROM streambed_log_v1 WHERE name = $1', [doc])
+        })
+      } catch (err) {
+        throw unavailable(`cannot delete ${doc}`, err)
+      }
+    },
+    list: async ({ after, limit = 1000 } = {}) => {
+      try {
+        const res = await pool.query<{ name: string }>(
+          `SELECT name FROM streambed_docs_v1 WHERE $1::text IS NULL OR name > $1
+           ORDER BY name LIMIT $2`,
+          [after ?? null, limit],
+        )
+        return res.rows.map((r) => r.name)
+      } catch (err) {
+        throw unavailable('cannot list documents', err)
+      }
+    },
+    ping: async () => {
+      try {
+        await pool.query('SELECT 1')
+      } catch (err) {
+        throw unavailable('Postgres did not answer', err)
+      }
+    },
+    close: async () => {
+      await pool.end()
+    },
+  }
+  return storage
+}

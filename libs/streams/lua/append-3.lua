@@ -1,0 +1,66 @@
+--[[
+append-3.lua: append one Yjs update to a document's stream, ring the doorbell and make sure the
+document has a compaction task, atomically.
+
+KEYS[1]  document stream            <p>:v1:{doc}:s
+KEYS[2]  document meta hash         <p>:v1:{doc}:m
+KEYS[3]  task queue shard stream    <p>:v1:{qN}:tasks
+ARGV[1]  update (Yjs v1 bytes, already validated by the node)
+ARGV[2]  origin: "<nodeId>/<connectionId>" (lets nodes skip the sender when fanning out)
+ARGV[3]  doorbell channel           <p>:v1:{doc}:c
+ARGV[4]  inline limit: the doorbell carries the update when #ARGV[1] <= this
+ARGV[5]  document name (written into the task)
+ARGV[6]  floor: the new id must be above it ("0-0" for none); the caller passes the highest id it
+         knows the document reached, e.g. the watermark its storage read returned
+
+returns  { id, prev, newTask }  id of the new entry, id of the entry before it ("0-0" if none),
+         1 if this call created the compaction task, else 0
+
+Doorbell (SPUBLISH on ARGV[3]):  "u <id> <prev> <origin> <i|r>\n<update if i>"
+  i = the update follows inline, r = read it with XRANGE.
+
+Entry ids stay above everything the document ever had, even if the Redis clock went backwards:
+above meta.last (which survives deletion of an idle stream as a tombstone with a TTL) and above the
+caller's floor (which covers a lost or expired meta hash: readers skip ids <= the stored watermark).
+]]
+local stream, meta, queue = KEYS[1], KEYS[2], KEYS[3]
+local update, origin, channel, inlineLimit, doc = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+
+local prev = redis.call('HGET', meta, 'last') or '0-0'
+-- floor = max(prev, ARGV[6])
+local floorMs, floorSeq = parse(prev)
+local argMs, argSeq = parse(ARGV[6])
+if argMs > floorMs or (argMs == floorMs and argSeq > floorSeq) then floorMs, floorSeq = argMs, argSeq end
+
+local id
+local t = redis.call('TIME')
+local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if nowMs > floorMs then
+  -- "*" is above the stream's own last id and, here, above the floor.
+  id = redis.call('XADD', stream, '*', 'u', update, 'o', origin)
+else
+  id = redis.call('XADD', stream, string.format('%d-%d', floorMs, floorSeq + 1), 'u', update, 'o', origin)
+end
+
+redis.call('HSET', meta, 'last', id)
+redis.call('PERSIST', meta)
+
+local newTask = 0
+if redis.call('HSETNX', meta, 'task', id) == 1 then
+  redis.call('XADD', queue, '*', 'd', doc, 't', id)
+  newTask = 1
+end
+
+local header = 'u ' .. id .. ' ' .. prev .. ' ' .. origin
+if #update <= inlineLimit then
+  redis.call('SPUBLISH', channel, header .. ' i\n' .. update)
+else
+  redis.call('SPUBLISH', channel, header .. ' r\n')
+end
+
+return { id, prev, newTask }

@@ -1,0 +1,32 @@
+/**
+ * Messages on a document's sharded pub/sub channel (`<p>:v1:{doc}:c`), written by Lua scripts:
+ *   doorbell:  "u <id> <prev> <origin> <i|r>\n<update if i>"
+ *   awareness: "a <origin>\n<awareness update>"
+ */
+export type ChannelMessage =
+  | {
+      readonly kind: 'update'
+      readonly id: string
+      readonly prev: string
+      readonly origin: string
+      /** Present when the update was small enough to travel inline. */
+      readonly update: Uint8Array | null
+    }
+  | { readonly kind: 'awareness'; readonly origin: string; readonly update: Uint8Array }
+
+const NEWLINE = 0x0a
+
+export const decodeChannelMessage = (message: Buffer): ChannelMessage | null => {
+  const eol = message.indexOf(NEWLINE)
+  if (eol < 0) return null
+  const header = message.toString('latin1', 0, eol).split(' ')
+  const body = message.subarray(eol + 1)
+  if (header[0] === 'u' && header.length === 5) {
+    const [, id, prev, origin, mode] = header as [string, string, string, string, string]
+    return { kind: 'update', id, prev, origin, update: mode === 'i' ? body : null }
+  }
+  if (header[0] === 'a' && header.length === 2) {
+    return { kind: 'awareness', origin: header[1] as string, update: body }
+  }
+  return null
+}

@@ -1,0 +1,176 @@
+import { Redis, type RedisOptions } from 'ioredis'
+import { AppError, type Logger } from '@streambed/common'
+
+export type { Redis }
+
+export interface RedisConnectionOptions {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://…` */
+  url: string
+  /** Shown in CLIENT LIST; helps operators tell nodes and workers apart. */
+  connectionName?: string
+  /** Reject a command that got no reply within this time; default 5000. */
+  commandTimeoutMs?: number
+  /**
+   * How many reconnect attempts a queued command waits for before failing; default 2, so a
+   * request fails within a few seconds of Redis going away instead of hanging.
+   */
+  maxRetriesPerRequest?: number | null
+}
+
+/** Creates an ioredis client with the options every Streambed process uses. Connects lazily. */
+export const createRedis = (opts: RedisConnectionOptions): Redis => {
+  const options: RedisOptions = {
+    lazyConnect: true,
+    connectionName: opts.connectionName ?? 'streambed',
+    commandTimeout: opts.commandTimeoutMs ?? 5000,
+    maxRetriesPerRequest: opts.maxRetriesPerRequest === undefined ? 2 : opts.maxRetriesPerRequest,
+    // Auto-pipelining is off: in ioredis 5.11 a connection closing mid-pipeline throws an uncaught
+    // TypeError (autoPipelining.js, results[i] undefined). Commands are still pipelined on the socket.
+    enableAutoPipelining: false,
+    // Back off up to 2 s between reconnect attempts, forever: a node outlives a Redis restart.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+  }
+  return new Redis(opts.url, options)
+}
+
+/** Maps a failed Redis call to `AppError('REDIS_UNAVAILABLE')`, keeping AppErrors as they are. */
+export const redisError = (err: unknown, what: string): AppError =>
+  err instanceof AppError
+    ? err
+    : new AppError(
+        'REDIS_UNAVAILABLE',
+        `${what}: ${err instanceof Error ? err.message : String(err)}`,
+        {
+          cause: err,
+        },
+      )
+
+export interface RedisFacts {
+  version: string
+  /** `maxmemory-policy`; anything but `noeviction` may evict streams, i.e. lose data. */
+  maxmemoryPolicy: string
+  /** Append-only file on: acknowledged updates survive a Redis restart. */
+  aof: boolean
+}
+
+/**
+ * Connects (if not yet), checks the server is Redis >= 7.0 (sharded pub/sub, XAUTOCLAIM) and
+ * returns the settings that decide durability.
+ */
+export const connectRedis = async (redis: Redis, url: string): Promise<RedisFacts> => {
+  try {
+    if (redis.status === 'wait') await redis.connect()
+    const info = await redis.info()
+    const version = /redis_version:(\d+)\.(\d+)/.exec(info)
+    const major = Number(version?.[1] ?? 0)
+    if (major < 7) {
+      throw new AppError(
+        'CONFIG',
+        `Redis at ${redactUrl(url)} is version ${version?.[1] ?? '?'}.${version?.[2] ?? '?'}; Streambed needs Redis 7.0 or newer`,
+      )
+    }
+    return {
+      version: `${version?.[1]}.${version?.[2]}`,
+      maxmemoryPolicy: /maxmemory_policy:(\S+)/.exec(info)?.[1] ?? 'unknown',
+      aof: /aof_enabled:1/.test(info),
+    }
+  } catch (err) {
+    if (err instanceof AppError) throw err
+    throw new AppError(
+      'REDIS_UNAVAILABLE',
+      `cannot reach Redis at ${redactUrl(url)} (${err instanceof Error ? err.message : String(err)})`,
+      { cause: err },
+    )
+  }
+}
+
+/** The URL without its password, for messages and logs. */
+export const redactUrl = (url: string): string => {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    // not a URL: show nothing of it rather than leak a secret
+    return '<invalid url>'
+  }
+}
+
+/**
+ * Redis evicting keys would silently drop uncompacted updates: refuse unless explicitly allowed
+ * (REDIS_ALLOW_EVICTION). Without an append-only file, a Redis restart loses them unless clients
+ * resend (connected ones do): warn.
+ */
+export const assertDurableRedis = (
+  facts: RedisFacts,
+  allowEviction: boolean,
+  log: Logger,
+): void => {
+  if (facts.maxmemoryPolicy !== 'noeviction' && !allowEviction) {
+    throw new AppError(
+      'CONFIG',
+      `Redis maxmemory-policy is "${facts.maxmemoryPolicy}": Redis may evict document streams and lose updates. ` +
+        'Set "maxmemory-policy noeviction" on Redis, or REDIS_ALLOW_EVICTION=true to accept the risk.',
+    )
+  }
+  if (!facts.aof) {
+    log.warn(
+      'Redis runs without an append-only file: updates not yet compacted are lost if Redis restarts ' +
+        '(connected clients resend theirs). Enable "appendonly yes" in production.',
+    )
+  }
+}
+
+export interface RedisPair {
+  /** Commands. */
+  readonly redis: Redis
+  /** A second connection for what ties one up: sharded pub/sub, or blocking reads. */
+  readonly second: Redis
+  readonly facts: RedisFacts
+  readonly disconnect: () => void
+}
+
+/**
+ * The two connections every Streambed process uses, connected and checked (Redis >= 7, eviction
+ * policy, AOF: see assertDurableRedis). The second never gives up on a command (subscriptions and
+ * blocking reads survive Redis restarts). Connection errors are logged, not thrown: ioredis keeps
+ * reconnecting.
+ */
+export const connectRedisPair = async (opts: {
+  url: string
+  commandTimeoutMs: number
+  /** CLIENT SETNAME of the first; the second gets `-2` appended. */
+  name: string
+  allowEviction: boolean
+  logger: Logger
+}): Promise<RedisPair> => {
+  const base = { url: opts.url, commandTimeoutMs: opts.commandTimeoutMs }
+  const redis = createRedis({ ...base, connectionName: opts.name })
+  const second = createRedis({
+    ...base,
+    connectionName: `${opts.name}-2`,
+    maxRetriesPerRequest: null,
+  })
+  for (const client of [redis, second]) {
+    client.on('error', (err: Error) =>
+      opts.logger.warn(
+        { err: err.message, connection: client.options.connectionName },
+        'redis connection error',
+      ),
+    )
+  }
+  const disconnect = () => {
+    redis.disconnect()
+    second.disconnect()
+  }
+  try {
+    const facts = await connectRedis(redis, opts.url)
+    await connectRedis(second, opts.url)
+    assertDurableRedis(facts, opts.allowEviction, opts.logger)
+    return { redis, second, facts, disconnect }
+  } catch (err) {
+    disconnect()
+    throw err
+  }
+}

@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs'
+import type { Redis } from 'ioredis'
+
+/**
+ * Lua scripts live in `libs/streams/lua/<name>-<NKEYS>.lua`, each headed by its KEYS/ARGV/returns.
+ * They are registered on each client with ioredis' `defineCommand`, which sends EVALSHA and falls
+ * back to EVAL after a NOSCRIPT (e.g. after a Redis restart), also inside pipelines.
+ */
+export type ScriptArg = string | Buffer | Uint8Array | number
+
+export interface Script {
+  readonly name: string
+  readonly numberOfKeys: number
+  /** Runs the script; binary-safe (arguments and replies as Buffers). */
+  run(redis: Redis, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown>
+}
+
+const luaDir = new URL('../lua/', import.meta.url)
+const registered = new WeakMap<Redis, Set<string>>()
+
+type BufferCommand = (...args: (string | Buffer | number)[]) => Promise<unknown>
+
+export const loadScript = (file: string): Script => {
+  const m = /^(.+)-(\d+)\.lua$/.exec(file)
+  if (!m?.[1] || !m[2]) throw new TypeError(`script file name must be <name>-<NKEYS>.lua: ${file}`)
+  const lua = readFileSync(new URL(file, luaDir), 'utf8')
+  const numberOfKeys = Number(m[2])
+  const name = m[1]
+  const command = `streambed_${name.replace(/-/g, '_')}`
+  return {
+    name,
+    numberOfKeys,
+    run: (redis, keys, args) => {
+      if (keys.length !== numberOfKeys) {
+        throw new TypeError(`${name} takes ${numberOfKeys} keys, got ${keys.length}`)
+      }
+      let names = registered.get(redis)
+      if (!names) registered.set(redis, (names = new Set()))
+      if (!names.has(command)) {
+        redis.defineCommand(command, { numberOfKeys, lua })
+        names.add(command)
+      }
+      const argv = args.map((a): string | Buffer | number =>
+        a instanceof Uint8Array && !Buffer.isBuffer(a)
+          ? Buffer.from(a.buffer, a.byteOffset, a.byteLength)
+          : a,
+      )
+      const fn = (redis as unknown as Record<string, BufferCommand>)[
+        `${command}Buffer`
+      ] as BufferCommand
+      return fn.call(redis, ...keys, ...argv)
+    },
+  }
+}
+
+export const scripts = {
+  append: loadScript('append-3.lua'),
+  read: loadScript('read-2.lua'),
+  awarenessSet: loadScript('awareness-set-1.lua'),
+  awarenessExpire: loadScript('awareness-expire-1.lua'),
+  heartbeat: loadScript('heartbeat-1.lua'),
+  promote: loadScript('promote-2.lua'),
+  settle: loadScript('settle-2.lua'),
+  finish: loadScript('finish-2.lua'),
+} as const

@@ -1,0 +1,93 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { startProcess, type ManagedProcess } from './process.js'
+
+/** The repository root (this file is libs/testing/src/nodes.ts). */
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url))
+
+/** `node <args> streambed <command>` running the TypeScript source, so tests need no build. */
+export const cliArgs = (command: string): string[] => [
+  '--conditions=source',
+  '--import',
+  'tsx',
+  join(repoRoot, 'apps/cli/src/main.ts'),
+  command,
+]
+
+export interface SpawnedProcessNode {
+  readonly nodeId: string
+  readonly port: number
+  readonly url: string
+  readonly httpUrl: string
+  readonly proc: ManagedProcess
+  /** SIGKILL: a crash, nothing flushed. */
+  crash(): Promise<void>
+  /** SIGTERM: graceful shutdown. */
+  stop(): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+let counter = 0
+
+/**
+ * Starts `streambed <command>` (default `server`) as a child process on a free port and waits until
+ * it listens. `env` adds to a minimal environment (REDIS_URL and REDIS_PREFIX are needed).
+ */
+export const spawnNode = async (
+  env: Record<string, string>,
+  opts: {
+    command?: 'server' | 'worker' | 'all'
+    storageDir?: string
+    /** Extra Node.js options, e.g. ['--cpu-prof'] (not allowed in NODE_OPTIONS). */
+    nodeArgs?: string[]
+  } = {},
+): Promise<SpawnedProcessNode> => {
+  if (env.LOG_LEVEL && !['info', 'debug', 'trace'].includes(env.LOG_LEVEL)) {
+    throw new Error(
+      `spawnNode needs LOG_LEVEL info or lower to see the "listening" line, got ${env.LOG_LEVEL}`,
+    )
+  }
+  const nodeId = env.NODE_ID ?? `test-node-${process.pid}-${counter++}`
+  const given = opts.storageDir ?? env.STORAGE_DIR
+  const storageDir = given ?? (await mkdtemp(join(tmpdir(), 'streambed-data-')))
+  // A directory this helper created is removed once the process is gone.
+  const cleanUp = () =>
+    given === undefined ? rm(storageDir, { recursive: true, force: true }) : Promise.resolve()
+  const proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), ...cliArgs(opts.command ?? 'server')], {
+    cwd: repoRoot,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      STORAGE_DIR: storageDir,
+      NODE_ID: nodeId,
+      ...env,
+    },
+  })
+  void proc.exited.then(cleanUp)
+  // A worker alone logs "worker started" with its HTTP port; a node logs "server node listening".
+  const line = await proc.waitForLine(
+    opts.command === 'worker' ? /"msg":"worker started"/ : /server node listening/,
+  )
+  if (opts.command === 'all') await proc.waitForLine(/"msg":"worker started"/)
+  const port = (JSON.parse(line) as { port: number }).port
+  const crash = async () => {
+    await proc.kill('SIGKILL')
+  }
+  return {
+    nodeId,
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    httpUrl: `http://127.0.0.1:${port}`,
+    proc,
+    crash,
+    stop: async () => {
+      await proc.kill('SIGTERM')
+    },
+    [Symbol.asyncDispose]: crash,
+  }
+}

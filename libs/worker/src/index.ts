@@ -1,0 +1,6 @@
+export * from './compactor.js'
+export * from './hooks.js'
+export * from './merger.js'
+export * from './metrics.js'
+export * from './snapshot.js'
+export * from './worker.js'
