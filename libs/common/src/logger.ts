@@ -11,6 +11,18 @@ export interface LoggerOptions {
   destination?: NodeJS.WritableStream
 }
 
+/**
+ * Library errors can carry whole connection objects (pg attaches the pool's `client`, the AWS SDK
+ * its raw `$response`): a log line keeps the error's own fields, not kilobytes of client state.
+ */
+const HEAVY_FIELDS = ['client', 'connection', 'socket', '$response']
+
+const serializeErr = (err: Error): pino.SerializedError => {
+  const out = pino.stdSerializers.errWithCause(err)
+  for (const key of HEAVY_FIELDS) delete out[key]
+  return out
+}
+
 export const createLogger = (opts: LoggerOptions = {}): Logger =>
   pino(
     {
@@ -18,7 +30,7 @@ export const createLogger = (opts: LoggerOptions = {}): Logger =>
       base: opts.base ?? {},
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      serializers: { err: pino.stdSerializers.errWithCause },
+      serializers: { err: serializeErr },
     },
     opts.destination ?? pino.destination({ sync: false }),
   )
