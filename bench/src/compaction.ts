@@ -10,7 +10,8 @@ import * as Y from 'yjs'
 import { Redis } from 'ioredis'
 import { createFsStorage } from '@streambed/storage'
 import { createDocStreams, createKeys } from '@streambed/streams'
-import { spawnNode, startRedisServer, uniquePrefix } from '@streambed/testing'
+import { startRedisServer, uniquePrefix } from '@streambed/testing'
+import { spawnBuilt } from './cluster.js'
 import { snapshot } from '@streambed/worker'
 import { joinOnce } from './join.js'
 import { typingTrace } from './traces.js'
@@ -76,7 +77,7 @@ export const runCompaction = async (opts: { docs: number; workers: number[] }): 
       )
     }
     await new Promise((r) => setTimeout(r, 100))
-    const procs = await Promise.all(Array.from({ length: workers }, () => spawnNode(env, { command: 'worker' })))
+    const procs = await Promise.all(Array.from({ length: workers }, () => spawnBuilt(env, { command: 'worker' })))
     const seconds = await waitAllCompacted(admin, keys, docs)
     await Promise.all(procs.map((p) => p.stop()))
     await rm(dir, { recursive: true, force: true })
@@ -125,12 +126,12 @@ export const runJoinAfterCompaction = async (opts: { entries: number; repeats: n
   const admin = new Redis(redis.url)
   const keys = createKeys(prefix)
   const streams = createDocStreams({ redis: admin, keys, queueShards: 8 })
-  await using node = await spawnNode(env)
+  await using node = await spawnBuilt(env)
   const updates = typingTrace(opts.entries)
   for (let i = 0; i < updates.length; i += 500) await Promise.all(updates.slice(i, i + 500).map((u) => streams.append('doc', u, 'bench/0')))
   const before: number[] = []
   for (let r = 0; r < opts.repeats; r++) before.push((await joinOnce(node.url, 'doc')).ms)
-  const worker = await spawnNode({ ...env, ...fastWorker }, { command: 'worker' })
+  const worker = await spawnBuilt({ ...env, ...fastWorker }, { command: 'worker' })
   await waitAllCompacted(admin, keys, ['doc'])
   await worker.stop()
   const after: number[] = []

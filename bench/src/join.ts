@@ -9,7 +9,8 @@ import * as Y from 'yjs'
 import { Redis } from 'ioredis'
 import { decodeMessage, encodeSyncStep1, mergeAll } from '@streambed/protocol'
 import { createDocStreams, createKeys } from '@streambed/streams'
-import { connectRaw, spawnNode, startRedisServer, uniquePrefix } from '@streambed/testing'
+import { connectRaw, startRedisServer, uniquePrefix } from '@streambed/testing'
+import { spawnBuilt } from './cluster.js'
 import { fmt, summary, table, type Row } from './stats.js'
 import { typingTrace } from './traces.js'
 
@@ -43,7 +44,7 @@ export const joinOnce = async (nodeUrl: string, doc: string): Promise<{ ms: numb
 export const runJoin = async (opts: { entries: number[]; repeats: number }): Promise<string> => {
   await using redis = await startRedisServer()
   const prefix = uniquePrefix('bench-join')
-  await using node = await spawnNode({
+  await using node = await spawnBuilt({
     REDIS_URL: redis.url,
     REDIS_PREFIX: prefix,
     LOG_LEVEL: 'info',

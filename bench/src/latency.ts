@@ -7,7 +7,8 @@
 import * as Y from 'yjs'
 import { Redis } from 'ioredis'
 import { decodeMessage, encodeSyncStep1, encodeSyncUpdate } from '@streambed/protocol'
-import { connectRaw, spawnNode, startRedisServer, uniquePrefix } from '@streambed/testing'
+import { connectRaw, startRedisServer, uniquePrefix } from '@streambed/testing'
+import { spawnBuilt } from './cluster.js'
 import { fmt, summary, table } from './stats.js'
 
 const key = (u: Uint8Array) => Buffer.from(u).toString('base64')
@@ -55,8 +56,8 @@ export const runLatency = async (opts: {
   await using redis = await startRedisServer()
   const prefix = uniquePrefix('bench-lat')
   const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix }
-  await using a = await spawnNode(env)
-  await using b = await spawnNode(env)
+  await using a = await spawnBuilt(env)
+  await using b = await spawnBuilt(env)
   const count = opts.rate * opts.seconds
   await redisFloor(redis.url, opts.rate, opts.rate) // warm-up
   const floor = await redisFloor(redis.url, opts.rate, count)

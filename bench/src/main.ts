@@ -5,7 +5,9 @@
  * all) and prints their tables. Full runs append the results to docs/benchmarks.md; --quick runs
  * (about a minute, a smoke test) only when --record is given.
  */
-import { startRedisServer } from '@streambed/testing'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { repoRoot, startRedisServer } from '@streambed/testing'
 import type { BenchContext, Scenario } from './framework.js'
 import { floorsTable, measureFloors } from './floors.js'
 import { record } from './stats.js'
@@ -31,6 +33,10 @@ for (const name of chosen) {
     process.stderr.write(`unknown scenario "${name}"; known: ${Object.keys(modules).join(' ')}\n`)
     process.exit(64)
   }
+}
+if (!existsSync(join(repoRoot, 'apps/cli/dist/main.js'))) {
+  process.stderr.write('the benchmarks run the compiled CLI: run `npm run build` first (`npm run bench` at the root does)\n')
+  process.exit(1)
 }
 const command = `npm run bench -- ${args.join(' ')}`.trim()
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)

@@ -16,6 +16,16 @@ export const cliArgs = (command: string): string[] => [
   command,
 ]
 
+/**
+ * `node <args> apps/cli/bin/streambed.js <command>`: the compiled CLI users run (needs
+ * `npm run build`). Benchmarks use it: tsx keeps function names by wrapping every function
+ * (esbuild keepNames), which costs memory per closure and CPU that production does not pay.
+ */
+export const builtCliArgs = (command: string): string[] => [
+  join(repoRoot, 'apps/cli/bin/streambed.js'),
+  command,
+]
+
 export interface SpawnedProcessNode {
   readonly nodeId: string
   readonly port: number
@@ -42,6 +52,8 @@ export const spawnNode = async (
     storageDir?: string
     /** Extra Node.js options, e.g. ['--cpu-prof'] (not allowed in NODE_OPTIONS). */
     nodeArgs?: string[]
+    /** Run the compiled CLI (see builtCliArgs) instead of the TypeScript source. */
+    built?: boolean
   } = {},
 ): Promise<SpawnedProcessNode> => {
   if (env.LOG_LEVEL && !['info', 'debug', 'trace'].includes(env.LOG_LEVEL)) {
@@ -55,19 +67,23 @@ export const spawnNode = async (
   // A directory this helper created is removed once the process is gone.
   const cleanUp = () =>
     given === undefined ? rm(storageDir, { recursive: true, force: true }) : Promise.resolve()
-  const proc = startProcess(process.execPath, [...(opts.nodeArgs ?? []), ...cliArgs(opts.command ?? 'server')], {
-    cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-      STORAGE_DIR: storageDir,
-      NODE_ID: nodeId,
-      ...env,
+  const proc = startProcess(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), ...(opts.built ? builtCliArgs : cliArgs)(opts.command ?? 'server')],
+    {
+      cwd: repoRoot,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'info',
+        STORAGE_DIR: storageDir,
+        NODE_ID: nodeId,
+        ...env,
+      },
     },
-  })
+  )
   void proc.exited.then(cleanUp)
   // A worker alone logs "worker started" with its HTTP port; a node logs "server node listening".
   const line = await proc.waitForLine(
