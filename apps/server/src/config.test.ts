@@ -56,6 +56,7 @@ describe('parseServerConfig', () => {
       REDIS_ALLOW_EVICTION: false,
       SYNC_THREADS: 1,
       SYNC_THREAD_ABOVE_BYTES: 256 * 1024,
+      SYNC_THREAD_IDLE_MS: 10_000,
       DATABASE_URL: undefined,
       DATABASE_POOL_MAX: 10,
       S3_BUCKET: undefined,

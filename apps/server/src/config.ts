@@ -62,6 +62,7 @@ export const serverConfigSchema = z
     ALLOW_UWS_FALLBACK: envBool({ default: false }),
     SYNC_THREADS: envInt({ default: 1, min: 0, max: 64 }),
     SYNC_THREAD_ABOVE_BYTES: envBytes({ default: 256 * 1024, min: 0 }),
+    SYNC_THREAD_IDLE_MS: envInt({ default: 10_000, min: 0 }),
   })
   // Runs even when single variables failed (`when`), so every problem is reported at once; a
   // failed variable then holds a non-string/number marker, hence the type guards.

@@ -87,6 +87,7 @@ export const startServer = async (
         awarenessTimeoutMs: config.AWARENESS_TIMEOUT_MS,
         syncThreads: config.SYNC_THREADS,
         syncThreadAboveBytes: config.SYNC_THREAD_ABOVE_BYTES,
+        syncThreadIdleMs: config.SYNC_THREAD_IDLE_MS,
       },
     })
     await runtime.start()

@@ -187,4 +187,50 @@ describe('cross-node sync', () => {
     raw.close()
     empty.close()
   })
+
+  it('streams a large document to a slow reader, with the updates made meanwhile after it, intact', async () => {
+    const prefix = uniquePrefix('stream')
+    await using node = await startTestNode(env(prefix))
+    const writer = connectClient(node.url, 'big')
+    await writer.synced()
+    const text = writer.doc.getText('t')
+    // 12 MB: more than loopback's kernel buffers hold, so the send is still going when we resume.
+    for (let i = 0; i < 48; i++) text.insert(text.length, String(i % 10).repeat(250_000))
+    const reader = connectClient(node.url, 'big')
+    await vi.waitFor(() => expect(reader.doc.getText('t').length).toBe(12_000_000), {
+      timeout: 30_000,
+    })
+
+    const slow = connectRaw(`${node.url}/big`)
+    await slow.opened
+    const socket = (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket
+    socket.pause()
+    slow.send(encodeSyncStep1(Y.encodeStateVector(new Y.Doc())))
+    // The node has read the document and started sending it; the client does not read.
+    await new Promise((r) => setTimeout(r, 500))
+    for (let i = 0; i < 20; i++) writer.doc.getMap('m').set(`k${i}`, i)
+    await vi.waitFor(() => expect(reader.doc.getMap('m').size).toBe(20), { timeout: 10_000 })
+    socket.resume()
+
+    // Live entries may be delivered coalesced: count content, not messages.
+    let received = new Y.Doc()
+    await vi.waitFor(
+      () => {
+        const decoded = slow.messages.map(decodeMessage)
+        const kinds = decoded.map((m) => m.kind)
+        // The document came first, whole, in one message; every live update after it.
+        expect(kinds.filter((k) => k === 'sync-step2')).toHaveLength(1)
+        expect(kinds.indexOf('sync-step2')).toBeLessThan(kinds.indexOf('sync-update'))
+        received = new Y.Doc()
+        for (const m of decoded)
+          if (m.kind === 'sync-step2' || m.kind === 'sync-update') Y.applyUpdate(received, m.update)
+        expect(received.getMap('m').size).toBe(20)
+      },
+      { timeout: 30_000 },
+    )
+    expect(docContent(received)).toEqual(docContent(writer.doc))
+    expect(slow.ws.readyState).toBe(slow.ws.OPEN)
+    for (const c of [writer, reader]) c.destroy()
+    slow.close()
+  })
 })

@@ -58,6 +58,8 @@ export interface RuntimeLimits {
   syncThreads: number
   /** Documents above this size are answered on a worker thread. */
   syncThreadAboveBytes: number
+  /** A sync thread idle this long exits, returning the memory a large document's parse left. */
+  syncThreadIdleMs: number
 }
 
 export const defaultLimits: RuntimeLimits = {
@@ -73,6 +75,7 @@ export const defaultLimits: RuntimeLimits = {
   awarenessTimeoutMs: 30_000,
   syncThreads: 1,
   syncThreadAboveBytes: 256 * 1024,
+  syncThreadIdleMs: 10_000,
 }
 
 interface SyncBatch {
@@ -110,6 +113,20 @@ export interface RuntimeOptions {
  * Everything a server node does, independent of the WebSocket library: connections, the write
  * path (validate, append), the read path (sync), live fan-out and awareness.
  */
+/**
+ * Joins answered by one read share their diff; they share its encoded message too, so N sockets
+ * joining a large document at once hold one copy of it, not N (sockets only read the message).
+ */
+const step2Messages = new WeakMap<Uint8Array, Uint8Array>()
+const step2Message = (diff: Uint8Array): Uint8Array => {
+  let message = step2Messages.get(diff)
+  if (!message) {
+    message = encodeSyncStep2(diff)
+    step2Messages.set(diff, message)
+  }
+  return message
+}
+
 export class NodeRuntime {
   readonly nodeId: string
   /**
@@ -144,6 +161,7 @@ export class NodeRuntime {
     this.syncPool = createSyncPool({
       threads: this.limits.syncThreads,
       threadAboveBytes: this.limits.syncThreadAboveBytes,
+      idleMs: this.limits.syncThreadIdleMs,
     })
     this.log = opts.logger
     this.docs = new LiveDocs({
@@ -394,7 +412,7 @@ export class NodeRuntime {
       if (conn.closed) return
       // Our step 1 first, as the reference server does: a client with no content answers it with
       // an empty step 2 before it applies ours, so only clients that had content need a baseline.
-      conn.send([encodeSyncStep1(answer.stateVector), encodeSyncStep2(answer.diff)])
+      conn.send([encodeSyncStep1(answer.stateVector), step2Message(answer.diff)])
       conn.finishSync(answer.upTo, (id, ref) => compareIds(id, ref) > 0)
       conn.syncedUpTo = maxId(conn.syncedUpTo, answer.upTo)
       if (answer.baseline) conn.setBaseline(answer.baseline, this.limits.baselineKeepMs)

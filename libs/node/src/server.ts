@@ -2,11 +2,12 @@ import type { us_listen_socket, WebSocket } from 'uWebSockets.js'
 import { AppError, describeError, type Logger } from '@streambed/common'
 import { encodePermissionDenied, parseDocName } from '@streambed/protocol'
 import type { Authenticator, Grant } from './auth.js'
-import type { Connection, SocketLike } from './connection.js'
+import type { Connection } from './connection.js'
 import { createReply, readBody, tokenFrom } from './http.js'
 import type { NodeMetrics } from './metrics.js'
 import type { NodeRuntime } from './runtime.js'
 import { uWS } from './uws.js'
+import { UwsSocket } from './uws-socket.js'
 
 export interface ServerNodeOptions {
   runtime: NodeRuntime
@@ -37,6 +38,7 @@ interface SocketData {
   grant: Grant | null
   error: unknown
   conn: Connection | null
+  socket: UwsSocket<SocketData> | null
   closed: boolean
   remoteAddress: string
 }
@@ -95,7 +97,7 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
           if (reply.aborted) return
           res.cork(() => {
             res.upgrade<SocketData>(
-              { ...auth, conn: null, closed: false, remoteAddress },
+              { ...auth, conn: null, socket: null, closed: false, remoteAddress },
               key,
               protocol,
               extensions,
@@ -121,20 +123,11 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
         ws.end(d.closeCode, d.message.slice(0, 123))
         return
       }
-      const socket: SocketLike = {
-        remoteAddress: data.remoteAddress,
-        send: (messages) => {
-          if (data.closed) return true
-          let ok = true
-          ws.cork(() => {
-            for (const m of messages) if (ws.send(m, true, false) === 2) ok = false
-          })
-          return ok && ws.getBufferedAmount() <= opts.maxBackpressureBytes
-        },
-        end: (code, reason) => {
-          if (!data.closed) ws.end(code, reason)
-        },
-      }
+      const socket = new UwsSocket(ws, data, {
+        maxBackpressureBytes: opts.maxBackpressureBytes,
+        maxStallMs: opts.idleTimeoutS * 1000,
+      })
+      data.socket = socket
       data.conn = runtime.open(socket, data.doc, data.grant)
     },
     message: (ws, message) => {
@@ -152,6 +145,9 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
       }
       // The ArrayBuffer is only valid during this callback: copy it.
       runtime.message(conn, new Uint8Array(message.slice(0)))
+    },
+    drain: (ws) => {
+      ws.getUserData().socket?.drained()
     },
     close: (ws) => {
       const data = ws.getUserData()
