@@ -2,7 +2,13 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { spawnNode, startRedisServer, uniquePrefix, type RedisServer, type SpawnedProcessNode } from '@streambed/testing'
+import {
+  spawnNode,
+  startRedisServer,
+  uniquePrefix,
+  type RedisServer,
+  type SpawnedProcessNode,
+} from '@streambed/testing'
 import { type CpuMeter, meterCpu, rssBytes } from './proc.js'
 
 export interface Cluster {
@@ -24,16 +30,41 @@ export interface Cluster {
  * The TypeScript source under tsx carries a name-keeping wrapper on every function (measured:
  * ~0.8 KiB more heap per idle socket).
  */
-export const spawnBuilt = (env: Record<string, string>, opts: Parameters<typeof spawnNode>[1] = {}) =>
-  spawnNode(env, { ...opts, built: true })
+export const spawnBuilt = (
+  env: Record<string, string>,
+  opts: Parameters<typeof spawnNode>[1] = {},
+) => spawnNode(env, { ...opts, built: true })
 
-export const startCluster = async (opts: { nodes: number; workers?: number; env?: Record<string, string> }): Promise<Cluster> => {
+const extraEnv = (): Record<string, string> => {
+  const text = process.env.BENCH_NODE_ENV
+  if (!text) return {}
+  try {
+    return JSON.parse(text) as Record<string, string>
+  } catch {
+    throw new Error(`BENCH_NODE_ENV must be a JSON object of strings, got ${text}`)
+  }
+}
+
+export const startCluster = async (opts: {
+  nodes: number
+  workers?: number
+  env?: Record<string, string>
+}): Promise<Cluster> => {
   const redis = await startRedisServer()
   const prefix = uniquePrefix('bench')
   const storageDir = await mkdtemp(join(tmpdir(), 'streambed-bench-'))
-  const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, STORAGE_DIR: storageDir, ...opts.env }
+  const env = {
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: prefix,
+    STORAGE_DIR: storageDir,
+    ...opts.env,
+    // Extra settings for every node and worker of a run, e.g. BENCH_NODE_ENV='{"SYNC_THREADS":"0"}'.
+    ...extraEnv(),
+  }
   const nodes = await Promise.all(Array.from({ length: opts.nodes }, () => spawnBuilt(env)))
-  const workers = await Promise.all(Array.from({ length: opts.workers ?? 0 }, () => spawnBuilt(env, { command: 'worker' })))
+  const workers = await Promise.all(
+    Array.from({ length: opts.workers ?? 0 }, () => spawnBuilt(env, { command: 'worker' })),
+  )
   const pids = () => ({
     redis: redis.pid,
     ...Object.fromEntries(nodes.map((n, i) => [`node${i}`, n.proc.child.pid])),
@@ -52,7 +83,8 @@ export const startCluster = async (opts: { nodes: number; workers?: number; env?
     storageDir,
     env,
     meter: () => meterCpu(pids()),
-    rss: () => Object.fromEntries(Object.entries(pids()).map(([k, pid]) => [k, pid ? rssBytes(pid) : NaN])),
+    rss: () =>
+      Object.fromEntries(Object.entries(pids()).map(([k, pid]) => [k, pid ? rssBytes(pid) : NaN])),
     stop,
     [Symbol.asyncDispose]: stop,
   }

@@ -14,6 +14,7 @@ import { record } from './stats.js'
 
 /** Scenario name → module (each default-exports a Scenario), in run order. */
 const modules: Record<string, string> = {
+  core: './core.js',
   s1: './s1-fanout.js',
   s2: './s2-many-docs.js',
   s3: './s3-idle-sockets.js',
