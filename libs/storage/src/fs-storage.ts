@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import {
   access,
   constants,
@@ -72,9 +71,21 @@ const fsyncDir = async (dir: string) => {
   }
 }
 
+/**
+ * Creates `dir` (a direct child of `parent`) if needed. A new directory's own entry is durable
+ * only once its parent is synced: without that, a crash could lose the directory, and with it
+ * the first state or log file a document ever got.
+ */
+const ensureDir = async (dir: string, parent: string) => {
+  if ((await mkdir(dir, { recursive: true })) !== undefined) await fsyncDir(parent)
+}
+
+/** Temporary file names: unique among the processes of one machine (fs storage is one machine's). */
+let tmpCounter = 0
+
 /** Writes `bytes` to `path` so that readers see the old or the new file, never a partial one. */
 const writeAtomically = async (path: string, dir: string, bytes: Uint8Array): Promise<void> => {
-  const tmp = `${path}.${randomUUID()}.tmp`
+  const tmp = `${path}.${process.pid}-${++tmpCounter}.tmp`
   try {
     const handle = await open(tmp, 'w')
     try {
@@ -98,7 +109,9 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
   const locksDir = join(root, 'locks')
   const staleLockMs = opts.staleLockMs ?? 30_000
   try {
-    for (const d of [docsDir, logDir, locksDir]) await mkdir(d, { recursive: true })
+    await mkdir(opts.dir, { recursive: true })
+    await ensureDir(root, opts.dir)
+    for (const d of [docsDir, logDir, locksDir]) await ensureDir(d, root)
   } catch (err) {
     throw new AppError(
       'CONFIG',
@@ -190,7 +203,7 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
           const current = newest ? watermarkFromSortable(newest.slice(0, -'.ydoc'.length)) : null
           if (current !== expected) return false
           if (expected !== null && compareWatermarks(next.watermark, expected) < 0) return false
-          await mkdir(docDir(doc), { recursive: true })
+          await ensureDir(docDir(doc), docsDir)
           await writeAtomically(
             versionPath(doc, next.watermark),
             docDir(doc),
@@ -208,7 +221,7 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
       if (entries.length === 0) return
       try {
         const dir = docLogDir(doc)
-        await mkdir(dir, { recursive: true })
+        await ensureDir(dir, logDir)
         await writeAtomically(
           join(dir, `${logBatchName(entries)}.ylog`),
           dir,
