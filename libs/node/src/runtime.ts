@@ -34,6 +34,7 @@ import { LiveDocs } from './live-docs.js'
 import type { NodeMetrics } from './metrics.js'
 import { Presence } from './presence.js'
 import { type DocRead, readDoc } from './read-path.js'
+import { isEmptyStateVector } from './sync-compute.js'
 import { createSyncPool, type SyncPool } from './sync-pool.js'
 
 export interface RuntimeLimits {
@@ -90,9 +91,6 @@ interface SyncBatch {
     reject: (err: unknown) => void
   }[]
 }
-
-/** The state vector of a client with no content (varUint 0). */
-const isEmptyStateVector = (sv: Uint8Array): boolean => sv.length === 1 && sv[0] === 0
 
 export interface RuntimeOptions {
   nodeId: string
