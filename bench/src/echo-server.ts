@@ -13,5 +13,7 @@ const app = uWS.App().ws('/*', {
 })
 app.listen('127.0.0.1', 0, (listenSocket) => {
   if (!listenSocket) process.exit(1)
-  process.stdout.write(`${JSON.stringify({ msg: 'echo listening', port: uWS.us_socket_local_port(listenSocket) })}\n`)
+  process.stdout.write(
+    `${JSON.stringify({ msg: 'echo listening', port: uWS.us_socket_local_port(listenSocket) })}\n`,
+  )
 })

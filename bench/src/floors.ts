@@ -21,7 +21,11 @@ export interface Floors {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** One client's XADD seen by another client blocked in XREAD, at `rate` per second. */
-export const measureRedisRtt = async (url: string, rate: number, count: number): Promise<number[]> => {
+export const measureRedisRtt = async (
+  url: string,
+  rate: number,
+  count: number,
+): Promise<number[]> => {
   const writer = new Redis(url)
   const reader = new Redis(url)
   const stream = `floor-${Date.now()}-${Math.random()}`
@@ -76,10 +80,19 @@ const redisFloor = async (redis: RedisServer, quick: boolean): Promise<Floors['r
 
 /** Starts the bare uWS echo server as a child process. */
 export const startEchoServer = async () => {
-  const proc = startProcess(process.execPath, [...cliArgs('').slice(0, 3), `${repoRoot}bench/src/echo-server.ts`], { cwd: repoRoot })
+  const proc = startProcess(
+    process.execPath,
+    [...cliArgs('').slice(0, 3), `${repoRoot}bench/src/echo-server.ts`],
+    { cwd: repoRoot },
+  )
   const line = await proc.waitForLine(/echo listening/)
   const port = (JSON.parse(line) as { port: number }).port
-  return { port, url: `ws://127.0.0.1:${port}`, pid: proc.child.pid as number, stop: () => proc.kill('SIGKILL') }
+  return {
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    pid: proc.child.pid as number,
+    stop: () => proc.kill('SIGKILL'),
+  }
 }
 
 const socketFloor = async (quick: boolean): Promise<Floors['socket']> => {
@@ -146,10 +159,40 @@ export const measureFloors = async (redis: RedisServer, quick: boolean): Promise
 
 export const floorsTable = (f: Floors): string =>
   table([
-    { floor: 'Redis: XADD → XREAD BLOCK round trip, one client, 100/s', p50: `${fmt(f.redis.rttP50Ms, 3)} ms`, p99: `${fmt(f.redis.rttP99Ms, 3)} ms`, other: '' },
-    { floor: 'Redis: XADD rate, one client, pipelined', p50: '', p99: '', other: `${fmt(f.redis.xaddPerSec, 0)} /s` },
-    { floor: 'Socket: bare uWebSockets.js echo round trip', p50: `${fmt(f.socket.rttP50Ms, 3)} ms`, p99: `${fmt(f.socket.rttP99Ms, 3)} ms`, other: '' },
-    { floor: 'Socket: bare uWebSockets.js RSS per idle connection', p50: '', p99: '', other: `${fmt(f.socket.rssPerIdleSocketBytes / 1024, 2)} KiB` },
-    { floor: `Yjs: apply + encodeStateAsUpdate of a ${Math.round(f.yjs.docBytes / 1024)} KiB document`, p50: `${fmt(f.yjs.applyEncodeMs)} ms`, p99: '', other: '' },
-    { floor: 'Yjs: merge of the same document from 20k updates (tree of mergeUpdates)', p50: `${fmt(f.yjs.mergeMs)} ms`, p99: '', other: '' },
+    {
+      floor: 'Redis: XADD → XREAD BLOCK round trip, one client, 100/s',
+      p50: `${fmt(f.redis.rttP50Ms, 3)} ms`,
+      p99: `${fmt(f.redis.rttP99Ms, 3)} ms`,
+      other: '',
+    },
+    {
+      floor: 'Redis: XADD rate, one client, pipelined',
+      p50: '',
+      p99: '',
+      other: `${fmt(f.redis.xaddPerSec, 0)} /s`,
+    },
+    {
+      floor: 'Socket: bare uWebSockets.js echo round trip',
+      p50: `${fmt(f.socket.rttP50Ms, 3)} ms`,
+      p99: `${fmt(f.socket.rttP99Ms, 3)} ms`,
+      other: '',
+    },
+    {
+      floor: 'Socket: bare uWebSockets.js RSS per idle connection',
+      p50: '',
+      p99: '',
+      other: `${fmt(f.socket.rssPerIdleSocketBytes / 1024, 2)} KiB`,
+    },
+    {
+      floor: `Yjs: apply + encodeStateAsUpdate of a ${Math.round(f.yjs.docBytes / 1024)} KiB document`,
+      p50: `${fmt(f.yjs.applyEncodeMs)} ms`,
+      p99: '',
+      other: '',
+    },
+    {
+      floor: 'Yjs: merge of the same document from 20k updates (tree of mergeUpdates)',
+      p50: `${fmt(f.yjs.mergeMs)} ms`,
+      p99: '',
+      other: '',
+    },
   ])

@@ -21,7 +21,10 @@ const time = async (fn: () => Promise<unknown>): Promise<number> => {
 }
 
 /** One join over a real socket: sync step 1 with an empty state vector until our step 2. */
-export const joinOnce = async (nodeUrl: string, doc: string): Promise<{ ms: number; bytes: number }> => {
+export const joinOnce = async (
+  nodeUrl: string,
+  doc: string,
+): Promise<{ ms: number; bytes: number }> => {
   const raw = connectRaw(`${nodeUrl}/${doc}`)
   await raw.opened
   let bytes = 0

@@ -36,7 +36,9 @@ for (const name of chosen) {
   }
 }
 if (!existsSync(join(repoRoot, 'apps/cli/dist/main.js'))) {
-  process.stderr.write('the benchmarks run the compiled CLI: run `npm run build` first (`npm run bench` at the root does)\n')
+  process.stderr.write(
+    'the benchmarks run the compiled CLI: run `npm run build` first (`npm run bench` at the root does)\n',
+  )
   process.exit(1)
 }
 const command = `npm run bench -- ${args.join(' ')}`.trim()
@@ -59,7 +61,9 @@ for (const name of chosen.length > 0 ? chosen : Object.keys(modules)) {
   const t = performance.now()
   const result = await scenario.run(ctx)
   const seconds = ((performance.now() - t) / 1000).toFixed(0)
-  process.stdout.write(`\n## ${scenario.name.toUpperCase()} — ${scenario.title} (${seconds} s)\n\n${result}`)
+  process.stdout.write(
+    `\n## ${scenario.name.toUpperCase()} — ${scenario.title} (${seconds} s)\n\n${result}`,
+  )
   if (save) record(`${scenario.name.toUpperCase()} — ${scenario.title}`, command, result)
 }
 log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`)

@@ -89,7 +89,11 @@ export const connectInspector = async (proc: ManagedProcess): Promise<Inspector>
         returnByValue: true,
       })
       const mu = JSON.parse(evaluated.result.value) as { external: number }
-      return { heapUsedBytes: usage.usedSize, heapTotalBytes: usage.totalSize, externalBytes: mu.external }
+      return {
+        heapUsedBytes: usage.usedSize,
+        heapTotalBytes: usage.totalSize,
+        externalBytes: mu.external,
+      }
     },
     close: () => ws.close(),
   }

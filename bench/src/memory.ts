@@ -181,32 +181,36 @@ const run = async (ctx: BenchContext): Promise<string> => {
   const idleMs = ctx.quick ? 1000 : 10_000
   const largeBytes = (ctx.quick ? 2 : 10) * 2 ** 20
   const large = await measure(largeBytes, sockets, ctx, idleMs)
-  const tuned = await measure(largeBytes, sockets, ctx, idleMs, MALLOC_TUNED)
+  // The tuned-malloc row only in full runs (--quick stays a smoke test under 2 minutes).
+  const tuned = ctx.quick ? null : await measure(largeBytes, sockets, ctx, idleMs, MALLOC_TUNED)
   const small = await measure(1024, sockets, ctx, idleMs)
-  const rows: Row[] = [large, tuned, small].map((r) => ({
-    document: `${r.label} (${r.docBytes} bytes)`,
-    'glibc malloc': r.malloc,
-    'sockets: synced / opened (failed)': `${r.synced} / ${r.opened} (${r.failed})`,
-    'step 2 bytes sent (node metric)': r.syncBytes,
-    'all joined s': fmt(r.joinSeconds, 2),
-    'node CPU s': fmt(r.nodeCpu),
-    'RSS before joins MiB': mib(r.rssBefore),
-    'peak RSS during joins MiB': mib(r.peakPolled),
-    'peak (VmHWM) MiB': mib(r.peakHwm),
-    'peak − before, per join MiB': fmt((r.peakHwm - r.rssBefore) / r.sockets / 2 ** 20),
-    'RSS after GC MiB': mib(r.rssAfterGc),
-    [`RSS after GC, ${idleMs / 1000} s idle MiB`]: mib(r.rssAfterIdle),
-    'heap used after GC MiB': mib(r.heapAfterGc),
-    'external after GC MiB': mib(r.externalAfterGc),
-  }))
+  const rows: Row[] = [large, tuned, small]
+    .flatMap((r) => (r ? [r] : []))
+    .map((r) => ({
+      document: `${r.label} (${r.docBytes} bytes)`,
+      'glibc malloc': r.malloc,
+      'sockets: synced / opened (failed)': `${r.synced} / ${r.opened} (${r.failed})`,
+      'step 2 bytes sent (node metric)': r.syncBytes,
+      'all joined s': fmt(r.joinSeconds, 2),
+      'node CPU s': fmt(r.nodeCpu),
+      'RSS before joins MiB': mib(r.rssBefore),
+      'peak RSS during joins MiB': mib(r.peakPolled),
+      'peak (VmHWM) MiB': mib(r.peakHwm),
+      'peak − before, per join MiB': fmt((r.peakHwm - r.rssBefore) / r.sockets / 2 ** 20),
+      'RSS after GC MiB': mib(r.rssAfterGc),
+      [`RSS after GC, ${idleMs / 1000} s idle MiB`]: mib(r.rssAfterIdle),
+      'heap used after GC MiB': mib(r.heapAfterGc),
+      'external after GC MiB': mib(r.externalAfterGc),
+    }))
   const ratios = (r: Result) =>
     `after GC **${fmt(r.rssAfterGc / small.rssAfterGc)}**, once the sync thread retired (${idleMs / 1000} s idle, SYNC_THREAD_IDLE_MS) **${fmt(r.rssAfterIdle / small.rssAfterIdle)}**, peak during joins ${fmt(r.peakHwm / small.peakHwm)}, V8 heap after GC ${fmt(r.heapAfterGc / small.heapAfterGc)}`
   const notes = [
-    `RSS ${large.label} ÷ ${small.label} (goal ≈ 1). Default malloc: ${ratios(large)}. Tuned malloc (${Object.entries(
-      MALLOC_TUNED,
-    )
-      .map(([k, v]) => `${k}=${v}`)
-      .join(' ')}, as in infra/Dockerfile): ${ratios(tuned)}.`,
+    `RSS ${large.label} ÷ ${small.label} (goal ≈ 1). Default malloc: ${ratios(large)}.` +
+      (tuned
+        ? ` Tuned malloc (${Object.entries(MALLOC_TUNED)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}, as in infra/Dockerfile): ${ratios(tuned)}.`
+        : ''),
     `RSS polled every ${POLL_MS} ms from the load generator (${large.samples} / ${small.samples} samples, largest gap ${fmt(large.maxGapMs, 0)} / ${fmt(small.maxGapMs, 0)} ms: the load generator is busy receiving); VmHWM is the kernel's exact peak, reset before the joins.`,
     'One fresh node per row; the document is one update in the Redis stream (nothing compacted), one Y.Text item. All sockets send step 1 at once; joins that arrive together share one read and one answer (SYNC_THREADS=1: computed on the sync thread), sent to each socket in 64 KiB fragments as it drains. After joining, every socket answered with an empty step 2, then two full GCs were forced over the inspector.',
   ]

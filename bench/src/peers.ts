@@ -68,7 +68,10 @@ export const openPeers = async (
 ): Promise<{ peers: Peer[]; close: () => void; failed: number }> => {
   const peers: Peer[] = []
   const targets = docs.flatMap((doc, d) =>
-    Array.from({ length: perDoc }, (_, i) => ({ doc, url: urls[(d * perDoc + i) % urls.length] as string })),
+    Array.from({ length: perDoc }, (_, i) => ({
+      doc,
+      url: urls[(d * perDoc + i) % urls.length] as string,
+    })),
   )
   const pool = await openMany((i) => `${targets[i]?.url}/${targets[i]?.doc}`, targets.length)
   pool.sockets.forEach((ws) => {
@@ -100,6 +103,7 @@ export const openPeers = async (
   })
   const failed = pool.failed
   const deadline = Date.now() + 120_000
-  while (peers.some((p) => !p.synced) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  while (peers.some((p) => !p.synced) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50))
   return { peers, failed, close: () => pool.close() }
 }

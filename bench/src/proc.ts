@@ -37,7 +37,10 @@ export const meterCpu = (pids: Record<string, number | null | undefined>): CpuMe
   return {
     read: () =>
       Object.fromEntries(
-        Object.entries(pids).map(([name, pid]) => [name, pid ? cpuSeconds(pid) - (start[name] ?? NaN) : NaN]),
+        Object.entries(pids).map(([name, pid]) => [
+          name,
+          pid ? cpuSeconds(pid) - (start[name] ?? NaN) : NaN,
+        ]),
       ),
   }
 }

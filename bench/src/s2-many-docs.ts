@@ -15,7 +15,7 @@ const scenario: Scenario = {
   title: 'Many documents: 3 clients each, 0.5 updates/s + 0.5 awareness/s per client',
   run: async (ctx) => {
     const rows: Row[] = []
-    const seconds = ctx.quick ? 5 : 20
+    const seconds = ctx.quick ? 3 : 20
     for (const asked of ctx.quick ? [100, 1000] : [100, 1000, 10_000]) {
       // The load generator holds every socket: its open-file limit caps the count (20 000 on the
       // recorded machine, which cannot raise it: no CAP_SYS_RESOURCE).
@@ -51,7 +51,7 @@ const scenario: Scenario = {
         peer.ws.send(encodeAwarenessMessage(encodeAwarenessUpdate([entry])))
       }
       // Warm-up, then measure.
-      await pace(peers.length * 0.5, 2, (i) => peers[i % peers.length]?.write(2))
+      await pace(peers.length * 0.5, ctx.quick ? 1 : 2, (i) => peers[i % peers.length]?.write(2))
       await sleep(500)
       ledger.reset()
       const cpu = cluster.meter()

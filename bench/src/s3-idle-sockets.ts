@@ -36,7 +36,10 @@ const GOAL_KIB_ABOVE_FLOOR = 2
 const EMPTY_STEP2 = encodeSyncStep2(Y.encodeStateAsUpdate(new Y.Doc()))
 
 const ephemeralPorts = (): number => {
-  const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+  const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+    .trim()
+    .split(/\s+/)
+    .map(Number)
   return (hi ?? 0) - (lo ?? 0) + 1
 }
 
@@ -49,9 +52,18 @@ const capacity = (nodePid: number): { sockets: number; limitedBy: string } => {
   const self = fdUsage(process.pid)
   const node = fdUsage(nodePid)
   const limits = [
-    { sockets: self.limit - self.open - FD_MARGIN, limitedBy: `open-file limit ${self.limit} of the load generator` },
-    { sockets: node.limit - node.open - FD_MARGIN, limitedBy: `open-file limit ${node.limit} of the node` },
-    { sockets: ephemeralPorts() * SOURCE_ADDRESSES - 1000, limitedBy: `ephemeral ports (${ephemeralPorts()} × ${SOURCE_ADDRESSES} addresses)` },
+    {
+      sockets: self.limit - self.open - FD_MARGIN,
+      limitedBy: `open-file limit ${self.limit} of the load generator`,
+    },
+    {
+      sockets: node.limit - node.open - FD_MARGIN,
+      limitedBy: `open-file limit ${node.limit} of the node`,
+    },
+    {
+      sockets: ephemeralPorts() * SOURCE_ADDRESSES - 1000,
+      limitedBy: `ephemeral ports (${ephemeralPorts()} × ${SOURCE_ADDRESSES} addresses)`,
+    },
   ]
   return limits.reduce((a, b) => (b.sockets < a.sockets ? b : a))
 }
@@ -92,14 +104,21 @@ const measure = async (asked: number, ctx: BenchContext): Promise<Result> => {
       const room = capacity(pid)
       const target = Math.min(asked, Math.floor(room.sockets / 1000) * 1000)
       const limitedBy = target < asked ? room.limitedBy : null
-      if (limitedBy) ctx.log(`s3: ${asked} sockets cannot be open at once (${limitedBy}); measuring ${target}`)
+      if (limitedBy)
+        ctx.log(`s3: ${asked} sockets cannot be open at once (${limitedBy}); measuring ${target}`)
 
       // Warm-up: code paths compiled and pools allocated once are not per-connection costs.
-      const warm = await openPeers([node.url], Array.from({ length: 20 }, (_, i) => `warm-${i}`), PER_DOC, new Ledger())
+      const warm = await openPeers(
+        [node.url],
+        Array.from({ length: 20 }, (_, i) => `warm-${i}`),
+        PER_DOC,
+        new Ledger(),
+      )
       warm.close()
       for (let i = 0; i < 100; i++) {
         const m = await fetchMetrics(node.httpUrl)
-        if (metricValue(m, 'streambed_connections') + metricValue(m, 'streambed_docs_open') === 0) break
+        if (metricValue(m, 'streambed_connections') + metricValue(m, 'streambed_docs_open') === 0)
+          break
         await sleep(100)
       }
       await inspector.collectGarbage()
@@ -112,9 +131,15 @@ const measure = async (asked: number, ctx: BenchContext): Promise<Result> => {
       const started = performance.now()
       const docs = Array.from({ length: Math.ceil(target / PER_DOC) }, (_, i) => `idle-${i}`)
       const watchdog = new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`s3: ${target} sockets not open and synced within 150 s`)), 150_000).unref(),
+        setTimeout(
+          () => reject(new Error(`s3: ${target} sockets not open and synced within 150 s`)),
+          150_000,
+        ).unref(),
       )
-      const pool = await Promise.race([openPeers([node.url], docs, PER_DOC, new Ledger()), watchdog])
+      const pool = await Promise.race([
+        openPeers([node.url], docs, PER_DOC, new Ledger()),
+        watchdog,
+      ])
       try {
         const openSeconds = (performance.now() - started) / 1000
         for (const p of pool.peers) p.ws.send(EMPTY_STEP2)
@@ -148,7 +173,9 @@ const measure = async (asked: number, ctx: BenchContext): Promise<Result> => {
           loadGenBefore,
           loadGenAfter,
           cpuOpen,
-          cpuIdle: Object.fromEntries(Object.entries(cpuAll).map(([k, v]) => [k, v - (cpuOpen[k] ?? NaN)])),
+          cpuIdle: Object.fromEntries(
+            Object.entries(cpuAll).map(([k, v]) => [k, v - (cpuOpen[k] ?? NaN)]),
+          ),
         }
       } finally {
         pool.close()

@@ -27,7 +27,10 @@ export const openMany = async (
       Array.from({ length: Math.min(batch, count - i) }, (_, j) => {
         const n = i + j
         return new Promise<WebSocket | null>((resolve) => {
-          const ws = new WebSocket(typeof url === 'string' ? url : url(n), { localAddress: `127.0.0.${1 + (n % 8)}`, perMessageDeflate: false })
+          const ws = new WebSocket(typeof url === 'string' ? url : url(n), {
+            localAddress: `127.0.0.${1 + (n % 8)}`,
+            perMessageDeflate: false,
+          })
           ws.binaryType = 'arraybuffer'
           if (opts.onMessage) {
             const onMessage = opts.onMessage

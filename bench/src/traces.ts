@@ -54,8 +54,10 @@ export const paperLikeTrace = (targetBytes: number): Uint8Array[] => {
   let cursor = 0
   for (let i = 0; ; i++) {
     const r = rand()
-    if (r < 0.03) cursor = Math.floor(rand() * (text.length + 1)) // jump
-    else if (r < 0.1) cursor = Math.max(0, Math.min(text.length, cursor + Math.floor(rand() * 21) - 10))
+    if (r < 0.03)
+      cursor = Math.floor(rand() * (text.length + 1)) // jump
+    else if (r < 0.1)
+      cursor = Math.max(0, Math.min(text.length, cursor + Math.floor(rand() * 21) - 10))
     if (rand() < 0.3 && cursor > 0) {
       text.delete(cursor - 1, 1)
       cursor--
