@@ -41,7 +41,7 @@ if (!existsSync(join(repoRoot, 'apps/cli/dist/main.js'))) {
   )
   process.exit(1)
 }
-const command = `npm run bench -- ${args.join(' ')}`.trim()
+const command = args.length > 0 ? `npm run bench -- ${args.join(' ')}` : 'npm run bench'
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
 const started = performance.now()
 
