@@ -62,7 +62,7 @@ export const measureRedisRtt = async (
 
 const redisFloor = async (redis: RedisServer, quick: boolean): Promise<Floors['redis']> => {
   await measureRedisRtt(redis.url, 100, 50) // warm-up
-  const rtt = summary(await measureRedisRtt(redis.url, 100, quick ? 300 : 1000))
+  const rtt = summary(await measureRedisRtt(redis.url, 100, quick ? 200 : 1000))
   // XADD rate: one client, pipelined in batches of 100, small payloads.
   const client = new Redis(redis.url)
   const n = quick ? 20_000 : 100_000

@@ -15,7 +15,7 @@ const scenario: Scenario = {
   title: 'Many documents: 3 clients each, 0.5 updates/s + 0.5 awareness/s per client',
   run: async (ctx) => {
     const rows: Row[] = []
-    const seconds = ctx.quick ? 3 : 20
+    const seconds = ctx.quick ? 2 : 20
     for (const asked of ctx.quick ? [100, 1000] : [100, 1000, 10_000]) {
       // The load generator holds every socket: its open-file limit caps the count (20 000 on the
       // recorded machine, which cannot raise it: no CAP_SYS_RESOURCE).

@@ -22,11 +22,11 @@ const scenario: Scenario = {
     const writers = await openPeers(urls, docs, 1, ledger)
     const readers = await openPeers([...urls].reverse(), docs, 2, ledger)
     const write = (i: number) => writers.peers[i % writers.peers.length]?.write(2)
-    await pace(500, 2, write) // warm-up
+    await pace(500, ctx.quick ? 1 : 2, write) // warm-up
     await sleep(500)
     const rows: Row[] = []
     let ceiling = 0
-    const stepSeconds = ctx.quick ? 2 : 5
+    const stepSeconds = ctx.quick ? 1 : 5
     for (let rate = ctx.quick ? 2000 : 500; rate <= 64_000; rate *= 2) {
       ledger.reset()
       const cpu = cluster.meter()

@@ -296,7 +296,7 @@ const scenario: Scenario = {
         // Above WORKER_THREAD_ABOVE_BYTES, so every worker's merge thread is up.
         warmup: named(
           'warm-large',
-          [1, 2, 3, 4].map((i) => largeDocUpdates(100 + i, 600 * 1024)),
+          (ctx.quick ? [1, 2] : [1, 2, 3, 4]).map((i) => largeDocUpdates(100 + i, 600 * 1024)),
         ),
         backlog: named('large', large),
         live: named('live-large', large),

@@ -114,7 +114,7 @@ const scenario: Scenario = {
     const stormPeers = ctx.quick ? 1000 : 5000
     const perDoc = 10
     const spreadMs = ctx.quick ? 3000 : 10_000
-    const steadyMs = ctx.quick ? 3000 : 10_000
+    const steadyMs = ctx.quick ? 2000 : 10_000
     const unaffectedDocs = 20
     const writeRate = 10
 
@@ -224,7 +224,8 @@ const scenario: Scenario = {
       for (const stop of stopWriters) stop()
       // Deliveries still in flight when the phase ended (latencies reach seconds in the storm):
       // with the writers stopped, wait and count again, so a shortfall means a loss.
-      await sleep(3000)
+      const settleMs = ctx.quick ? 1000 : 3000
+      await sleep(settleMs)
       const settled = { delivered: ledger.delivered, expected: ledger.expected }
       const r = result as ReconnectResult | null
       if (!r) throw new Error('the storm phase did not run')
@@ -260,7 +261,7 @@ const scenario: Scenario = {
           `${unaffectedDocs} unaffected documents with 1 writer (${writeRate} updates/s) and ` +
           `${readersPerDoc} readers each, sockets round robin over the nodes. ` +
           `Initial open: ${initialFailed} storm peers failed or unsynced. Unaffected documents, ` +
-          `counted again 3 s after the writers stopped: ${settled.delivered}/${settled.expected} ` +
+          `counted again ${settleMs / 1000} s after the writers stopped: ${settled.delivered}/${settled.expected} ` +
           'delivered (the storm row counts only what arrived before its phase ended).',
         '',
         '**Unaffected documents**: delivery latency, writer send → reader receive (steady: ' +
