@@ -4,14 +4,20 @@ import type { DocStorage } from '@streambed/storage'
 import { type DocStreams, type StreamId, ZERO_ID, hasHoleAfter, maxId } from '@streambed/streams'
 
 export interface DocRead {
-  /** Storage state and stream tail merged into one update. */
-  readonly merged: Uint8Array
+  /** Storage state (if any) and the stream tail's updates, in order; mergeAll gives the document. */
+  readonly parts: Uint8Array[]
+  /** Total bytes of `parts`. */
+  readonly bytes: number
   /** The read covers every entry with an id <= this. */
   readonly upTo: StreamId
 }
 
+/** The document of a read as one update. */
+export const mergedOf = (read: DocRead): Uint8Array => mergeAll(read.parts)
+
 /**
- * Reads a document from storage plus the stream tail after its watermark, without a Y.Doc. When a
+ * Reads a document from storage plus the stream tail after its watermark, without a Y.Doc; the
+ * caller merges (on a sync thread for large documents). When a
  * worker compacted and trimmed in between (the tail no longer reaches the watermark), reloads.
  */
 export const readDoc = async (
@@ -37,7 +43,7 @@ export const readDoc = async (
     let upTo = maxId(watermark, tail.last)
     const lastEntry = tail.entries[tail.entries.length - 1]
     if (lastEntry) upTo = maxId(upTo, lastEntry.id)
-    return { merged: mergeAll(parts), upTo }
+    return { parts, bytes: parts.reduce((n, p) => n + p.length, 0), upTo }
   }
   throw new AppError(
     'STREAM_GAP',

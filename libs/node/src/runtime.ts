@@ -463,7 +463,7 @@ export class NodeRuntime {
       // A client with no content cannot send back anything redundant: no baseline for it.
       const baseline = svs.some((sv) => !isEmptyStateVector(sv))
       const answer = await this.syncPool.compute({
-        merged: read.merged,
+        parts: read.parts,
         clientStateVectors: svs,
         baseline,
       })

@@ -8,6 +8,7 @@ import type { NodeMetrics } from './metrics.js'
 import type { NodeRuntime } from './runtime.js'
 import { uWS } from './uws.js'
 import { UwsSocket } from './uws-socket.js'
+import { mergedOf } from './read-path.js'
 
 export interface ServerNodeOptions {
   runtime: NodeRuntime
@@ -186,7 +187,7 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
       try {
         const { doc } = await authorize(path, token)
         const read = await runtime.readState(doc)
-        reply.send(200, read.merged, {
+        reply.send(200, mergedOf(read), {
           'content-type': 'application/octet-stream',
           'x-streambed-up-to': read.upTo,
         })

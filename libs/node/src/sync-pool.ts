@@ -1,6 +1,14 @@
 import { Piscina } from 'piscina'
 import { computeSync, type SyncAnswer, type SyncJob } from './sync-compute.js'
 
+/** A SyncJob as sent to a sync thread: the parts packed into one transferable buffer. */
+export interface PackedSyncJob {
+  packed: Uint8Array
+  lengths: number[]
+  clientStateVectors: Uint8Array[]
+  baseline: boolean
+}
+
 export interface SyncPool {
   compute(job: SyncJob): Promise<SyncAnswer>
   close(): Promise<void>
@@ -32,8 +40,23 @@ export const createSyncPool = (opts: {
       : null
   return {
     compute: async (job) => {
-      if (!pool || job.merged.length <= opts.threadAboveBytes) return computeSync(job)
-      return (await pool.run(job)) as SyncAnswer
+      const bytes = job.parts.reduce((n, p) => n + p.length, 0)
+      if (!pool || bytes <= opts.threadAboveBytes) return computeSync(job)
+      // One buffer, moved rather than copied: cloning each part would copy the whole ArrayBuffer
+      // behind it, and the updates read from Redis are views into larger reply buffers.
+      const packed = new Uint8Array(bytes)
+      let offset = 0
+      for (const part of job.parts) {
+        packed.set(part, offset)
+        offset += part.length
+      }
+      const task: PackedSyncJob = {
+        packed,
+        lengths: job.parts.map((p) => p.length),
+        clientStateVectors: job.clientStateVectors,
+        baseline: job.baseline,
+      }
+      return (await pool.run(task, { transferList: [packed.buffer] })) as SyncAnswer
     },
     close: async () => {
       await pool?.destroy()
