@@ -6,8 +6,6 @@ import { type DocStreams, type StreamId, ZERO_ID, hasHoleAfter, maxId } from '@s
 export interface DocRead {
   /** Storage state (if any) and the stream tail's updates, in order; mergeAll gives the document. */
   readonly parts: Uint8Array[]
-  /** Total bytes of `parts`. */
-  readonly bytes: number
   /** The read covers every entry with an id <= this. */
   readonly upTo: StreamId
 }
@@ -17,8 +15,8 @@ export const mergedOf = (read: DocRead): Uint8Array => mergeAll(read.parts)
 
 /**
  * Reads a document from storage plus the stream tail after its watermark, without a Y.Doc; the
- * caller merges (on a sync thread for large documents). When a
- * worker compacted and trimmed in between (the tail no longer reaches the watermark), reloads.
+ * caller merges (on a sync thread for large documents). When a worker compacted and trimmed in
+ * between (the tail no longer reaches the watermark), reloads.
  */
 export const readDoc = async (
   storage: DocStorage,
@@ -43,7 +41,7 @@ export const readDoc = async (
     let upTo = maxId(watermark, tail.last)
     const lastEntry = tail.entries[tail.entries.length - 1]
     if (lastEntry) upTo = maxId(upTo, lastEntry.id)
-    return { parts, bytes: parts.reduce((n, p) => n + p.length, 0), upTo }
+    return { parts, upTo }
   }
   throw new AppError(
     'STREAM_GAP',

@@ -108,10 +108,6 @@ export interface RuntimeOptions {
 }
 
 /**
- * Everything a server node does, independent of the WebSocket library: connections, the write
- * path (validate, append), the read path (sync), live fan-out and awareness.
- */
-/**
  * Joins answered by one read share their diff; they share its encoded message too, so N sockets
  * joining a large document at once hold one copy of it, not N (sockets only read the message).
  */
@@ -125,6 +121,10 @@ const step2Message = (diff: Uint8Array): Uint8Array => {
   return message
 }
 
+/**
+ * Everything a server node does, independent of the WebSocket library: connections, the write
+ * path (validate, append), the read path (sync), live fan-out and awareness.
+ */
 export class NodeRuntime {
   readonly nodeId: string
   /**

@@ -23,8 +23,8 @@ export interface SyncAnswer {
 
 /**
  * The CPU-bound part of answering sync step 1s for one document read: the merge, one full pass per
- * distinct non-empty client state vector, plus the state vector and (if needed) the delete-set baseline. Pure, so it
- * can run on a worker thread.
+ * distinct non-empty client state vector, plus the state vector and (if needed) the delete-set
+ * baseline. Pure, so it can run on a worker thread.
  */
 export const computeSync = (job: SyncJob): SyncAnswer => {
   const merged = mergeAll(job.parts)
