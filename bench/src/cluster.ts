@@ -9,7 +9,7 @@ import {
   type RedisServer,
   type SpawnedProcessNode,
 } from '@streambed/testing'
-import { type CpuMeter, meterCpu, rssBytes } from './proc.js'
+import { type CpuMeter, meterCpu, rssBytes, withOthers } from './proc.js'
 
 export interface Cluster {
   readonly redis: RedisServer
@@ -88,6 +88,19 @@ export const startCluster = async (opts: {
     stop,
     [Symbol.asyncDispose]: stop,
   }
+}
+
+/**
+ * CPU seconds per process from now on: the cluster's (redis, node0…, worker0…), `bench` (this
+ * process, the load generator) and `other` (every other process on the machine).
+ */
+export const meterAll = (cluster: Cluster): (() => Record<string, number>) => {
+  const meter = cluster.meter()
+  const bench = process.cpuUsage()
+  return withOthers(() => {
+    const b = process.cpuUsage(bench)
+    return { ...meter.read(), bench: (b.user + b.system) / 1e6 }
+  })
 }
 
 /** "redis 1.2 s, node0 3.4 s, …" */

@@ -8,6 +8,7 @@ import WebSocket from 'ws'
 import { mergeAll } from '@streambed/protocol'
 import { cliArgs, repoRoot, startProcess, type RedisServer } from '@streambed/testing'
 import { rssBytes } from './proc.js'
+import { sleep } from './load.js'
 import { fmt, summary, table } from './stats.js'
 import { openMany } from './sockets.js'
 import { typingTrace } from './traces.js'
@@ -17,8 +18,6 @@ export interface Floors {
   socket: { rttP50Ms: number; rttP99Ms: number; rssPerIdleSocketBytes: number }
   yjs: { docBytes: number; applyEncodeMs: number; mergeMs: number }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** One client's XADD seen by another client blocked in XREAD, at `rate` per second. */
 export const measureRedisRtt = async (

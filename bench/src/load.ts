@@ -1,5 +1,5 @@
 /** Load pacing shared by the scenarios. */
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /**
  * Calls `tick(i)` `ratePerSec` times a second for `seconds`, spread over 10 ms slices so that a

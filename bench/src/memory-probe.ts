@@ -6,8 +6,10 @@
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import WebSocket from 'ws'
-import type { ManagedProcess } from '@streambed/testing'
-import { rssBytes } from './proc.js'
+import type { ManagedProcess, SpawnedProcessNode } from '@streambed/testing'
+import { type Cluster, startCluster } from './cluster.js'
+import { sleep } from './load.js'
+import { rssBytes, statusBytes } from './proc.js'
 import { fmt } from './stats.js'
 
 /** Environment for spawnNode / startCluster: the inspector on a free loopback port. */
@@ -99,15 +101,35 @@ export const connectInspector = async (proc: ManagedProcess): Promise<Inspector>
   }
 }
 
-/** Peak RSS of `pid` since the last `resetPeakRss` (VmHWM, exact, kept by the kernel). */
-export const peakRssBytes = (pid: number): number => {
+export interface ProbedNode {
+  readonly cluster: Cluster
+  readonly node: SpawnedProcessNode
+  readonly pid: number
+  readonly inspector: Inspector
+  readonly stop: () => Promise<void>
+}
+
+/** One server node on its own Redis, with the inspector connected: what memory readings need. */
+export const startProbedNode = async (env: Record<string, string>): Promise<ProbedNode> => {
+  const cluster = await startCluster({ nodes: 1, env: { ...inspectEnv, ...env } })
   try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return m ? Number(m[1]) * 1024 : NaN
-  } catch {
-    return NaN
+    const node = cluster.nodes[0]
+    const pid = node?.proc.child.pid
+    if (!node || !pid) throw new Error('node did not start')
+    const inspector = await connectInspector(node.proc)
+    const stop = async () => {
+      inspector.close()
+      await cluster.stop()
+    }
+    return { cluster, node, pid, inspector, stop }
+  } catch (err) {
+    await cluster.stop()
+    throw err
   }
 }
+
+/** Peak RSS of `pid` since the last `resetPeakRss` (VmHWM, exact, kept by the kernel). */
+export const peakRssBytes = (pid: number): number => statusBytes(pid, 'VmHWM')
 
 /** Resets VmHWM to the current RSS (Linux ≥ 4.0); false where /proc/<pid>/clear_refs is not writable. */
 export const resetPeakRss = (pid: number): boolean => {
@@ -150,8 +172,6 @@ export const fetchMetrics = async (httpUrl: string): Promise<string> => {
   if (!res.ok) throw new Error(`GET ${httpUrl}/metrics: ${res.status}`)
   return res.text()
 }
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 export const mib = (bytes: number): string => fmt(bytes / 2 ** 20, 1)
 export const kib = (bytes: number): string => fmt(bytes / 1024, 2)

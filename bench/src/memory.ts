@@ -9,19 +9,17 @@ import * as Y from 'yjs'
 import { Redis } from 'ioredis'
 import { encodeSyncStep2 } from '@streambed/protocol'
 import { createDocStreams, createKeys } from '@streambed/streams'
-import { startCluster } from './cluster.js'
 import type { BenchContext, Scenario } from './framework.js'
 import {
-  connectInspector,
   fetchMetrics,
-  inspectEnv,
   metricValue,
   mib,
   peakRssBytes,
   resetPeakRss,
   settledRss,
-  sleep,
+  startProbedNode,
 } from './memory-probe.js'
+import { sleep } from './load.js'
 import { Ledger, openPeers } from './peers.js'
 import { rssBytes } from './proc.js'
 import { fmt, table, type Row } from './stats.js'
@@ -77,102 +75,94 @@ const measure = async (
   threadIdleMs: number,
   malloc: Record<string, string> = {},
 ): Promise<Result> => {
-  const cluster = await startCluster({
-    nodes: 1,
-    env: { ...inspectEnv, ...malloc, SYNC_THREAD_IDLE_MS: String(threadIdleMs) },
+  const { cluster, node, pid, inspector, stop } = await startProbedNode({
+    ...malloc,
+    SYNC_THREAD_IDLE_MS: String(threadIdleMs),
   })
   const admin = new Redis(cluster.redis.url)
   try {
-    const node = cluster.nodes[0]
-    const pid = node?.proc.child.pid
-    if (!node || !pid) throw new Error('node did not start')
-    const inspector = await connectInspector(node.proc)
+    const update = textDocument(bytes)
+    const streams = createDocStreams({
+      redis: admin,
+      keys: createKeys(cluster.prefix),
+      queueShards: 8,
+    })
+    await streams.append(DOC, update, 'bench/0')
+
+    await inspector.collectGarbage()
+    const rssBefore = await settledRss(pid)
+    const heapBefore = await inspector.heap()
+
+    ctx.log(`memory: ${sockets} sockets join a ${sizeLabel(bytes)} document`)
+    const hwmReset = resetPeakRss(pid)
+    let peakPolled = rssBefore
+    let samples = 0
+    let maxGapMs = 0
+    let lastPoll = performance.now()
+    const poller = setInterval(() => {
+      const now = performance.now()
+      maxGapMs = Math.max(maxGapMs, now - lastPoll)
+      lastPoll = now
+      peakPolled = Math.max(peakPolled, rssBytes(pid))
+      samples++
+    }, POLL_MS)
+    const meter = cluster.meter()
+    const started = performance.now()
+    const watchdog = new Promise<never>((_, reject) =>
+      setTimeout(
+        () => reject(new Error(`memory: ${sockets} joins not synced within 100 s`)),
+        100_000,
+      ).unref(),
+    )
+    const pool = await Promise.race([
+      openPeers([node.url], [DOC], sockets, new Ledger()),
+      watchdog,
+    ]).finally(() => clearInterval(poller))
     try {
-      const update = textDocument(bytes)
-      const streams = createDocStreams({
-        redis: admin,
-        keys: createKeys(cluster.prefix),
-        queueShards: 8,
-      })
-      await streams.append(DOC, update, 'bench/0')
-
+      const joinSeconds = (performance.now() - started) / 1000
+      const nodeCpu = meter.read().node0 ?? NaN
+      peakPolled = Math.max(peakPolled, rssBytes(pid))
+      const peakHwm = hwmReset ? peakRssBytes(pid) : NaN
+      for (const p of pool.peers) p.ws.send(EMPTY_STEP2)
+      await sleep(500)
+      const metrics = await fetchMetrics(node.httpUrl)
       await inspector.collectGarbage()
-      const rssBefore = await settledRss(pid)
-      const heapBefore = await inspector.heap()
-
-      ctx.log(`memory: ${sockets} sockets join a ${sizeLabel(bytes)} document`)
-      const hwmReset = resetPeakRss(pid)
-      let peakPolled = rssBefore
-      let samples = 0
-      let maxGapMs = 0
-      let lastPoll = performance.now()
-      const poller = setInterval(() => {
-        const now = performance.now()
-        maxGapMs = Math.max(maxGapMs, now - lastPoll)
-        lastPoll = now
-        peakPolled = Math.max(peakPolled, rssBytes(pid))
-        samples++
-      }, POLL_MS)
-      const meter = cluster.meter()
-      const started = performance.now()
-      const watchdog = new Promise<never>((_, reject) =>
-        setTimeout(
-          () => reject(new Error(`memory: ${sockets} joins not synced within 100 s`)),
-          100_000,
-        ).unref(),
-      )
-      const pool = await Promise.race([
-        openPeers([node.url], [DOC], sockets, new Ledger()),
-        watchdog,
-      ]).finally(() => clearInterval(poller))
-      try {
-        const joinSeconds = (performance.now() - started) / 1000
-        const nodeCpu = meter.read().node0 ?? NaN
-        peakPolled = Math.max(peakPolled, rssBytes(pid))
-        const peakHwm = hwmReset ? peakRssBytes(pid) : NaN
-        for (const p of pool.peers) p.ws.send(EMPTY_STEP2)
-        await sleep(500)
-        const metrics = await fetchMetrics(node.httpUrl)
-        await inspector.collectGarbage()
-        const rssAfterGc = await settledRss(pid)
-        const heapAfter = await inspector.heap()
-        // A sync thread exits after SYNC_THREAD_IDLE_MS without work; its heap
-        // holds the peak of the largest parse until then.
-        await sleep(threadIdleMs + 1500)
-        await inspector.collectGarbage()
-        const rssAfterIdle = await settledRss(pid)
-        return {
-          label: sizeLabel(bytes),
-          malloc: Object.keys(malloc).length > 0 ? 'tuned' : 'default',
-          docBytes: update.length,
-          sockets,
-          opened: pool.peers.length,
-          failed: pool.failed,
-          synced: pool.peers.filter((p) => p.synced).length,
-          syncBytes: metricValue(metrics, 'streambed_sync_bytes_total'),
-          joinSeconds,
-          nodeCpu,
-          rssBefore,
-          heapBefore: heapBefore.heapUsedBytes,
-          peakPolled,
-          samples,
-          maxGapMs,
-          peakHwm,
-          rssAfterGc,
-          rssAfterIdle,
-          heapAfterGc: heapAfter.heapUsedBytes,
-          externalAfterGc: heapAfter.externalBytes,
-        }
-      } finally {
-        pool.close()
-        await sleep(200)
+      const rssAfterGc = await settledRss(pid)
+      const heapAfter = await inspector.heap()
+      // A sync thread exits after SYNC_THREAD_IDLE_MS without work; its heap
+      // holds the peak of the largest parse until then.
+      await sleep(threadIdleMs + 1500)
+      await inspector.collectGarbage()
+      const rssAfterIdle = await settledRss(pid)
+      return {
+        label: sizeLabel(bytes),
+        malloc: Object.keys(malloc).length > 0 ? 'tuned' : 'default',
+        docBytes: update.length,
+        sockets,
+        opened: pool.peers.length,
+        failed: pool.failed,
+        synced: pool.peers.filter((p) => p.synced).length,
+        syncBytes: metricValue(metrics, 'streambed_sync_bytes_total'),
+        joinSeconds,
+        nodeCpu,
+        rssBefore,
+        heapBefore: heapBefore.heapUsedBytes,
+        peakPolled,
+        samples,
+        maxGapMs,
+        peakHwm,
+        rssAfterGc,
+        rssAfterIdle,
+        heapAfterGc: heapAfter.heapUsedBytes,
+        externalAfterGc: heapAfter.externalBytes,
       }
     } finally {
-      inspector.close()
+      pool.close()
+      await sleep(200)
     }
   } finally {
     admin.disconnect()
-    await cluster.stop()
+    await stop()
   }
 }
 

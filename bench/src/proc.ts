@@ -14,13 +14,48 @@ export const cpuSeconds = (pid: number): number => {
   }
 }
 
-/** Resident set size of `pid` in bytes (NaN if unreadable). */
-export const rssBytes = (pid: number): number => {
+/** A `<field>: <n> kB` line of /proc/<pid>/status, in bytes (NaN if unreadable). */
+export const statusBytes = (pid: number, field: string): number => {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return m ? Number(m[1]) * 1024 : NaN
   } catch {
     return NaN
+  }
+}
+
+/** Resident set size of `pid` in bytes (NaN if unreadable). */
+export const rssBytes = (pid: number): number => statusBytes(pid, 'VmRSS')
+
+/** CPU seconds all cores spent busy (user, nice, system, irq, softirq) since boot; NaN if unknown. */
+export const machineBusySeconds = (): number => {
+  try {
+    const [user, nice, system, , , irq, softirq] = (
+      readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
+    )
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number)
+    return (
+      ((user ?? NaN) + (nice ?? NaN) + (system ?? NaN) + (irq ?? NaN) + (softirq ?? NaN)) /
+      CLOCK_TICKS
+    )
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * Meters `ours` (CPU seconds per named process since its own start) and adds `other`: what every
+ * other process on the machine used in the same time (they share the cores with what we measure).
+ */
+export const withOthers = (ours: () => Record<string, number>): (() => Record<string, number>) => {
+  const start = machineBusySeconds()
+  return () => {
+    const cpu = ours()
+    const mine = Object.values(cpu).reduce((n, v) => n + (Number.isFinite(v) ? v : 0), 0)
+    return { ...cpu, other: Math.max(0, machineBusySeconds() - start - mine) }
   }
 }
 

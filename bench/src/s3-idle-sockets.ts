@@ -7,19 +7,17 @@
 import { readFileSync } from 'node:fs'
 import * as Y from 'yjs'
 import { encodeSyncStep2 } from '@streambed/protocol'
-import { startCluster } from './cluster.js'
 import type { BenchContext, Scenario } from './framework.js'
 import {
-  connectInspector,
   fdUsage,
   fetchMetrics,
-  inspectEnv,
   kib,
   metricValue,
   mib,
   settledRss,
-  sleep,
+  startProbedNode,
 } from './memory-probe.js'
+import { sleep } from './load.js'
 import { Ledger, openPeers } from './peers.js'
 import { rssBytes } from './proc.js'
 import { fmt, table, type Row } from './stats.js'
@@ -94,98 +92,87 @@ interface Result {
 
 const measure = async (asked: number, ctx: BenchContext): Promise<Result> => {
   // Documents of the warm-up sockets are dropped at once instead of after the default 5 s.
-  const cluster = await startCluster({ nodes: 1, env: { ...inspectEnv, DOC_LINGER_MS: '0' } })
+  const { cluster, node, pid, inspector, stop } = await startProbedNode({ DOC_LINGER_MS: '0' })
   try {
-    const node = cluster.nodes[0]
-    const pid = node?.proc.child.pid
-    if (!node || !pid) throw new Error('node did not start')
-    const inspector = await connectInspector(node.proc)
+    const room = capacity(pid)
+    const target = Math.min(asked, Math.floor(room.sockets / 1000) * 1000)
+    const limitedBy = target < asked ? room.limitedBy : null
+    if (limitedBy)
+      ctx.log(`s3: ${asked} sockets cannot be open at once (${limitedBy}); measuring ${target}`)
+
+    // Warm-up: code paths compiled and pools allocated once are not per-connection costs.
+    const warm = await openPeers(
+      [node.url],
+      Array.from({ length: 20 }, (_, i) => `warm-${i}`),
+      PER_DOC,
+      new Ledger(),
+    )
+    warm.close()
+    for (let i = 0; i < 100; i++) {
+      const m = await fetchMetrics(node.httpUrl)
+      if (metricValue(m, 'streambed_connections') + metricValue(m, 'streambed_docs_open') === 0)
+        break
+      await sleep(100)
+    }
+    await inspector.collectGarbage()
+    const rssBefore = await settledRss(pid)
+    const heapBefore = await inspector.heap()
+    const loadGenBefore = rssBytes(process.pid)
+
+    ctx.log(`s3: opening ${target} sockets on ${target / PER_DOC} documents`)
+    const meter = cluster.meter()
+    const started = performance.now()
+    const docs = Array.from({ length: Math.ceil(target / PER_DOC) }, (_, i) => `idle-${i}`)
+    const watchdog = new Promise<never>((_, reject) =>
+      setTimeout(
+        () => reject(new Error(`s3: ${target} sockets not open and synced within 150 s`)),
+        150_000,
+      ).unref(),
+    )
+    const pool = await Promise.race([openPeers([node.url], docs, PER_DOC, new Ledger()), watchdog])
     try {
-      const room = capacity(pid)
-      const target = Math.min(asked, Math.floor(room.sockets / 1000) * 1000)
-      const limitedBy = target < asked ? room.limitedBy : null
-      if (limitedBy)
-        ctx.log(`s3: ${asked} sockets cannot be open at once (${limitedBy}); measuring ${target}`)
-
-      // Warm-up: code paths compiled and pools allocated once are not per-connection costs.
-      const warm = await openPeers(
-        [node.url],
-        Array.from({ length: 20 }, (_, i) => `warm-${i}`),
-        PER_DOC,
-        new Ledger(),
-      )
-      warm.close()
-      for (let i = 0; i < 100; i++) {
-        const m = await fetchMetrics(node.httpUrl)
-        if (metricValue(m, 'streambed_connections') + metricValue(m, 'streambed_docs_open') === 0)
-          break
-        await sleep(100)
-      }
+      const openSeconds = (performance.now() - started) / 1000
+      for (const p of pool.peers) p.ws.send(EMPTY_STEP2)
+      const cpuOpen = meter.read()
+      await sleep(IDLE_MS)
+      const cpuAll = meter.read()
+      const rssAfter = rssBytes(pid)
+      const loadGenAfter = rssBytes(process.pid)
+      const metrics = await fetchMetrics(node.httpUrl)
       await inspector.collectGarbage()
-      const rssBefore = await settledRss(pid)
-      const heapBefore = await inspector.heap()
-      const loadGenBefore = rssBytes(process.pid)
-
-      ctx.log(`s3: opening ${target} sockets on ${target / PER_DOC} documents`)
-      const meter = cluster.meter()
-      const started = performance.now()
-      const docs = Array.from({ length: Math.ceil(target / PER_DOC) }, (_, i) => `idle-${i}`)
-      const watchdog = new Promise<never>((_, reject) =>
-        setTimeout(
-          () => reject(new Error(`s3: ${target} sockets not open and synced within 150 s`)),
-          150_000,
-        ).unref(),
-      )
-      const pool = await Promise.race([
-        openPeers([node.url], docs, PER_DOC, new Ledger()),
-        watchdog,
-      ])
-      try {
-        const openSeconds = (performance.now() - started) / 1000
-        for (const p of pool.peers) p.ws.send(EMPTY_STEP2)
-        const cpuOpen = meter.read()
-        await sleep(IDLE_MS)
-        const cpuAll = meter.read()
-        const rssAfter = rssBytes(pid)
-        const loadGenAfter = rssBytes(process.pid)
-        const metrics = await fetchMetrics(node.httpUrl)
-        await inspector.collectGarbage()
-        const rssAfterGc = await settledRss(pid)
-        const heapAfter = await inspector.heap()
-        return {
-          asked,
-          target,
-          limitedBy,
-          opened: pool.peers.length,
-          failed: pool.failed,
-          synced: pool.peers.filter((p) => p.synced).length,
-          stillOpen: pool.peers.filter((p) => p.ws.readyState === p.ws.OPEN).length,
-          nodeConnections: metricValue(metrics, 'streambed_connections'),
-          appended: metricValue(metrics, 'streambed_updates_appended_total'),
-          openSeconds,
-          rssBefore,
-          rssAfter,
-          rssAfterGc,
-          heapBefore: heapBefore.heapUsedBytes,
-          heapAfterGc: heapAfter.heapUsedBytes,
-          externalBefore: heapBefore.externalBytes,
-          externalAfterGc: heapAfter.externalBytes,
-          loadGenBefore,
-          loadGenAfter,
-          cpuOpen,
-          cpuIdle: Object.fromEntries(
-            Object.entries(cpuAll).map(([k, v]) => [k, v - (cpuOpen[k] ?? NaN)]),
-          ),
-        }
-      } finally {
-        pool.close()
-        await sleep(500)
+      const rssAfterGc = await settledRss(pid)
+      const heapAfter = await inspector.heap()
+      return {
+        asked,
+        target,
+        limitedBy,
+        opened: pool.peers.length,
+        failed: pool.failed,
+        synced: pool.peers.filter((p) => p.synced).length,
+        stillOpen: pool.peers.filter((p) => p.ws.readyState === p.ws.OPEN).length,
+        nodeConnections: metricValue(metrics, 'streambed_connections'),
+        appended: metricValue(metrics, 'streambed_updates_appended_total'),
+        openSeconds,
+        rssBefore,
+        rssAfter,
+        rssAfterGc,
+        heapBefore: heapBefore.heapUsedBytes,
+        heapAfterGc: heapAfter.heapUsedBytes,
+        externalBefore: heapBefore.externalBytes,
+        externalAfterGc: heapAfter.externalBytes,
+        loadGenBefore,
+        loadGenAfter,
+        cpuOpen,
+        cpuIdle: Object.fromEntries(
+          Object.entries(cpuAll).map(([k, v]) => [k, v - (cpuOpen[k] ?? NaN)]),
+        ),
       }
     } finally {
-      inspector.close()
+      pool.close()
+      await sleep(500)
     }
   } finally {
-    await cluster.stop()
+    await stop()
   }
 }
 

@@ -20,9 +20,9 @@ import { Redis } from 'ioredis'
 import { createFsStorage, type DocStorage } from '@streambed/storage'
 import { type DocStreams, type Keys, createDocStreams, createKeys } from '@streambed/streams'
 import { snapshot } from '@streambed/worker'
-import { type Cluster, startCluster } from './cluster.js'
+import { type Cluster, meterAll, startCluster } from './cluster.js'
 import type { BenchContext, Scenario } from './framework.js'
-import { withOthers } from './s6-machine.js'
+import { sleep } from './load.js'
 import { fmt, percentile, table, type Row } from './stats.js'
 import {
   appendBacklog,
@@ -59,8 +59,6 @@ interface Workload {
   readonly windowMs: number
   readonly gapMs: number
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** In-process floor: docs/s of merge + compare-and-set, and of merge + archive + compare-and-set. */
 const measureFloor = async (docs: readonly Doc[]) => {
@@ -100,16 +98,6 @@ const measureFloor = async (docs: readonly Doc[]) => {
  */
 const signalWorkers = (cluster: Cluster, signal: 'SIGSTOP' | 'SIGCONT') => {
   for (const w of cluster.workers) if (w.proc.child.pid) process.kill(w.proc.child.pid, signal)
-}
-
-/** CPU seconds per process (redis, worker0…, bench: this process, other: the rest) from now on. */
-const meterAll = (cluster: Cluster) => {
-  const meter = cluster.meter()
-  const bench = process.cpuUsage()
-  return withOthers(() => {
-    const b = process.cpuUsage(bench)
-    return { ...meter.read(), bench: (b.user + b.system) / 1e6 }
-  })
 }
 
 /** Seconds from `since` until none of `docs` has a stream key left. */

@@ -6,8 +6,7 @@
 import * as Y from 'yjs'
 import { type DocStorage, compareWatermarks } from '@streambed/storage'
 import type { DocStreams } from '@streambed/streams'
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+import { sleep } from './load.js'
 
 /** Seeded pseudo-random numbers in [0, 1). */
 const random = (seed: number) => () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31

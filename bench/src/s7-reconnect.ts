@@ -12,15 +12,14 @@ import WebSocket from 'ws'
 import { Redis } from 'ioredis'
 import { decodeMessage, encodeSyncStep1, mergeAll } from '@streambed/protocol'
 import { createDocStreams, createKeys } from '@streambed/streams'
-import { startCluster } from './cluster.js'
+import { meterAll, startCluster } from './cluster.js'
 import type { Scenario } from './framework.js'
 import { Ledger, type Peer, openPeers } from './peers.js'
-import { withOthers } from './s6-machine.js'
+import { sleep } from './load.js'
 import { fmt, percentile, summary, table, type Row } from './stats.js'
 import { typingTrace } from './traces.js'
 
 const STEP1 = encodeSyncStep1(Y.encodeStateVector(new Y.Doc()))
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 export interface ReconnectResult {
   readonly sockets: WebSocket[]
@@ -178,12 +177,7 @@ const scenario: Scenario = {
       const measure = async (fn: () => Promise<void>) => {
         ledger.reset()
         const sentBefore = sent
-        const bench = process.cpuUsage()
-        const meter = cluster.meter()
-        const readCpu = withOthers(() => {
-          const b = process.cpuUsage(bench)
-          return { ...meter.read(), bench: (b.user + b.system) / 1e6 }
-        })
+        const readCpu = meterAll(cluster)
         const logFrom = cluster.nodes.map((n) => n.proc.output.length)
         const started = performance.now()
         await fn()
