@@ -6,7 +6,6 @@ import {
   envBool,
   envBytes,
   envEnum,
-  envHostPorts,
   envInt,
   envOptional,
   envString,
@@ -254,44 +253,6 @@ describe('envOptional', () => {
   })
 })
 
-describe('envHostPorts', () => {
-  it('is undefined when unset or blank', () => {
-    expect(one(envHostPorts(), undefined)).toBeUndefined()
-    expect(one(envHostPorts(), ' ')).toBeUndefined()
-  })
-
-  it('parses a comma-separated list, tolerating spaces', () => {
-    expect(one(envHostPorts(), '10.0.0.1:7000, redis-b:7001 ,c.example:1')).toEqual([
-      { host: '10.0.0.1', port: 7000 },
-      { host: 'redis-b', port: 7001 },
-      { host: 'c.example', port: 1 },
-    ])
-  })
-
-  it('parses bracketed IPv6 hosts without the brackets', () => {
-    expect(one(envHostPorts(), '[::1]:7000,[fd00::2]:65535')).toEqual([
-      { host: '::1', port: 7000 },
-      { host: 'fd00::2', port: 65535 },
-    ])
-  })
-
-  it.each([
-    'redis-a',
-    'a:0',
-    'a:65536',
-    'a:123456',
-    'a:1,',
-    'a:1,,b:2',
-    ':7000',
-    'a b:1',
-    '::1:7000',
-  ])('rejects %j, quoting the whole value', (bad) => {
-    expect(problemOf(envHostPorts(), bad)).toEqual([
-      `  X: expected a comma-separated list of host:port like 10.0.0.1:7000,10.0.0.2:7000, got ${JSON.stringify(bad)}`,
-    ])
-  })
-})
-
 describe('parseEnv', () => {
   const schema = z.object({
     PORT: envInt({ default: 8080, min: 0, max: 65535 }),
@@ -301,11 +262,10 @@ describe('parseEnv', () => {
     URL: envUrl({ protocols: ['redis:'], example: 'redis://h:1', default: 'redis://h:1' }),
     NAME: envString({ pattern: /^[a-z]+$/ }),
     TOKEN: envOptional({ pattern: /^t-/, form: 't-<token>' }),
-    PEERS: envHostPorts(),
   })
 
   it('returns the typed values, with defaults for unset and empty variables', () => {
-    expect(parseEnv(schema, { NAME: 'node', SIZE: '', PEERS: 'a:1' })).toEqual({
+    expect(parseEnv(schema, { NAME: 'node', SIZE: '' })).toEqual({
       PORT: 8080,
       SIZE: 1024,
       DEBUG: false,
@@ -313,7 +273,6 @@ describe('parseEnv', () => {
       URL: 'redis://h:1',
       NAME: 'node',
       TOKEN: undefined,
-      PEERS: [{ host: 'a', port: 1 }],
     })
   })
 
@@ -331,7 +290,6 @@ describe('parseEnv', () => {
       LEVEL: 'loud',
       URL: 'http://h',
       TOKEN: 'abc',
-      PEERS: 'nope',
       // NAME is missing
     })
     expect(lines).toEqual([
@@ -342,7 +300,6 @@ describe('parseEnv', () => {
       '  URL: expected a URL like redis://h:1, got "http://h"',
       '  NAME: is required; expected a string matching /^[a-z]+$/',
       '  TOKEN: expected t-<token>, got "abc"',
-      '  PEERS: expected a comma-separated list of host:port like 10.0.0.1:7000,10.0.0.2:7000, got "nope"',
     ])
   })
 

@@ -99,12 +99,6 @@ export const errorCatalogue = {
     exitCode: 70,
     description: 'entries needed for a consistent read were trimmed meanwhile',
   },
-  CONFLICT: {
-    httpStatus: 409,
-    closeCode: CloseCode.internal,
-    exitCode: 75,
-    description: 'a concurrent writer won a compare-and-set',
-  },
   OVERLOADED: {
     httpStatus: 429,
     closeCode: CloseCode.tooManyInFlight,
@@ -151,6 +145,26 @@ export const toAppError = (err: unknown, fallback: ErrorCode = 'INTERNAL'): AppE
   if (err instanceof AppError) return err
   const message = err instanceof Error ? err.message : String(err)
   return new AppError(fallback, message, { cause: err })
+}
+
+/**
+ * `err` as an AppError of `code` whose message names what failed (`<what>: <cause's message>`);
+ * an AppError passes unchanged. The one translation of a dependency's failure (Redis, storage).
+ */
+export const failure = (code: ErrorCode, what: string, err: unknown): AppError =>
+  err instanceof AppError
+    ? err
+    : new AppError(code, `${what}: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      })
+
+/** Runs `fn`, translating anything it throws with `failure(code, what, err)`. */
+export const guarded = async <T>(code: ErrorCode, what: string, fn: () => Promise<T>): Promise<T> => {
+  try {
+    return await fn()
+  } catch (err) {
+    throw failure(code, what, err)
+  }
 }
 
 /** The single place where an error becomes an edge-specific answer. */

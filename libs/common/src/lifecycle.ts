@@ -64,10 +64,6 @@ export const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', done, { once: true })
   })
 
-export interface Closable {
-  close(): Promise<void>
-}
-
 /**
  * Calls `onSignal` once on the first SIGINT/SIGTERM; a second signal exits at once.
  * Returns a function that removes the handlers.
