@@ -74,6 +74,28 @@ export const decodeStateFile = (
   }
 }
 
+/**
+ * The document name in the first bytes of a state file, or null when `head` ends before the name
+ * does. `whole`: `head` is the entire file, so a header that does not decode is corrupt.
+ */
+export const docNameInStateHeader = (
+  where: string,
+  head: Uint8Array,
+  whole: boolean,
+): string | null => {
+  try {
+    const decoder = decoding.createDecoder(head)
+    const magic = readMagic(decoder)
+    if (magic !== STATE_MAGIC) throw new Error(`bad magic ${JSON.stringify(magic)}`)
+    return decoding.readVarString(decoder)
+  } catch (err) {
+    if (whole) {
+      throw new AppError('STORAGE_UNAVAILABLE', `corrupt document state ${where}`, { cause: err })
+    }
+    return null
+  }
+}
+
 export const encodeLogBatch = (doc: string, entries: readonly LogEntry[]): Uint8Array => {
   const encoder = encoding.createEncoder()
   encoding.writeUint8Array(encoder, Buffer.from(LOG_MAGIC, 'latin1'))

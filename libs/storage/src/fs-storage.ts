@@ -1,52 +1,35 @@
 import {
+  type FileHandle,
   access,
   constants,
   mkdir,
   open,
   readdir,
-  readFile,
   rename,
   rm,
   stat,
   unlink,
 } from 'node:fs/promises'
-import { join } from 'node:path'
-import { AppError, sleep } from '@streambed/common'
-import {
-  decodeLogBatch,
-  decodeStateFile,
-  encodeLogBatch,
-  encodeStateFile,
-  escapeDocName,
-  logBatchName,
-  sortableWatermark,
-  unescapeDocName,
-  watermarkFromSortable,
-} from './encoding.js'
-import {
-  type DocStorage,
-  type LogEntry,
-  type StoredDoc,
-  compareWatermarks,
-  normaliseLog,
-} from './storage.js'
+import { dirname, join, sep } from 'node:path'
+import { AppError, guarded, sleep } from '@streambed/common'
+import type { DocStorage } from './storage.js'
+import { type Blobs, createVersionedStorage, isStateName } from './versioned-objects.js'
 
 /**
  * Local-directory storage: safe for any number of processes on one machine, not for machines
- * sharing a network file system.
+ * sharing a network file system. The versioned-object scheme of versioned-objects.ts, in files:
  *
  *   <dir>/v1/docs/<escaped>/<sortable watermark>.ydoc   state versions (encodeStateFile)
  *   <dir>/v1/log/<escaped>/<first>_<last>.ylog           update log batches
  *   <dir>/v1/locks/<escaped>.lock                        held during compare-and-set and delete
  *
- * State versions are immutable files named by their watermark (fixed width, so names sort like
- * watermarks), written atomically (temporary file, fsync, rename, fsync the directory). `load`
- * reads the highest. Compare-and-set holds an O_EXCL lock file, checks that the highest version is
- * `expected`, writes the next version, then removes all but the newest two. A lock older than
- * `staleLockMs` (its holder was killed) is broken. Should a live but stalled holder lose its lock
- * that way, two writers may both store a version; the highest — what `load` returns — contains
- * everything the other does (each merged state(expected) with every entry up to its own
- * watermark), so a stored watermark still never goes back (docs/decisions/0007).
+ * Files are written atomically (temporary file, fsync, rename, fsync the directory, and fsync the
+ * parent of a directory just created). Compare-and-set and delete hold an O_EXCL lock file, so of
+ * writers racing from one watermark exactly one wins. A lock older than `staleLockMs` (its holder
+ * was killed) is broken. Should a live but stalled holder lose its lock that way, two writers may
+ * both store a version; the highest — what `load` returns — contains everything the other does, so
+ * a stored watermark still never goes back (docs/decisions/0007). A rename replaces an existing
+ * file: puts do not honour if-absent, the lock does that job.
  */
 export interface FsStorageOptions {
   /** Root directory; created if missing. */
@@ -55,12 +38,10 @@ export interface FsStorageOptions {
   staleLockMs?: number
 }
 
-const isMissing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT'
-
-const unavailable = (what: string, err: unknown) =>
-  err instanceof AppError
-    ? err
-    : new AppError('STORAGE_UNAVAILABLE', `${what}: ${(err as Error).message}`, { cause: err })
+const isMissing = (err: unknown) => {
+  const code = (err as NodeJS.ErrnoException).code
+  return code === 'ENOENT' || code === 'ENOTDIR'
+}
 
 const fsyncDir = async (dir: string) => {
   const handle = await open(dir, 'r')
@@ -102,6 +83,18 @@ const writeAtomically = async (path: string, dir: string, bytes: Uint8Array): Pr
   }
 }
 
+/** The file's first `bytes` bytes (fewer if it is shorter). */
+const readHead = async (handle: FileHandle, bytes: number): Promise<Uint8Array> => {
+  const head = Buffer.alloc(bytes)
+  let got = 0
+  while (got < bytes) {
+    const { bytesRead } = await handle.read(head, got, bytes - got, got)
+    if (bytesRead === 0) break
+    got += bytesRead
+  }
+  return head.subarray(0, got)
+}
+
 export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorage> => {
   const root = join(opts.dir, 'v1')
   const docsDir = join(root, 'docs')
@@ -116,32 +109,13 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
     throw new AppError(
       'CONFIG',
       `STORAGE_DIR ${opts.dir} is not a writable directory (${(err as Error).message})`,
-      {
-        cause: err,
-      },
+      { cause: err },
     )
-  }
-  const docDir = (doc: string) => join(docsDir, escapeDocName(doc))
-  const versionPath = (doc: string, watermark: string) =>
-    join(docDir(doc), `${sortableWatermark(watermark)}.ydoc`)
-  const docLogDir = (doc: string) => join(logDir, escapeDocName(doc))
-
-  /** The document's state versions, highest watermark first. */
-  const versions = async (doc: string): Promise<string[]> => {
-    try {
-      return (await readdir(docDir(doc)))
-        .filter((n) => n.endsWith('.ydoc'))
-        .sort()
-        .reverse()
-    } catch (err) {
-      if (isMissing(err)) return []
-      throw err
-    }
   }
 
   /** Runs `fn` holding the document's lock file. */
-  const withLock = async <T>(doc: string, fn: () => Promise<T>): Promise<T> => {
-    const lockPath = join(locksDir, `${escapeDocName(doc)}.lock`)
+  const withLock = async <T>(escaped: string, fn: () => Promise<T>): Promise<T> => {
+    const lockPath = join(locksDir, `${escaped}.lock`)
     for (let attempt = 0; ; attempt++) {
       try {
         const handle = await open(lockPath, 'wx')
@@ -165,134 +139,68 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
     }
   }
 
-  const readState = async (doc: string): Promise<StoredDoc | null> => {
-    for (let attempt = 0; ; attempt++) {
-      const [newest] = await versions(doc)
-      if (!newest) return null
-      const path = join(docDir(doc), newest)
+  // Keys are file paths; a folder is a directory path ending in the separator.
+  const blobs: Blobs = {
+    folders: (escaped) => {
+      const state = `${join(docsDir, escaped)}${sep}`
+      const log = `${join(logDir, escaped)}${sep}`
+      return { state, log, all: [state, log] }
+    },
+    list: async (folder) => {
       try {
-        return decodeStateFile(path, await readFile(path)).stored
+        return await readdir(folder)
       } catch (err) {
-        // Collected by a writer between listing and reading: list again.
-        if (!isMissing(err) || attempt >= 5) throw err
+        if (isMissing(err)) return []
+        throw err
       }
-    }
+    },
+    newestStates: async () => {
+      const newest = new Map<string, string>()
+      for (const escaped of await readdir(docsDir)) {
+        const names = (await blobs.list(blobs.folders(escaped).state)).filter(isStateName).sort()
+        const last = names.at(-1)
+        if (last !== undefined) newest.set(escaped, last)
+      }
+      return newest
+    },
+    get: async (key, rangeBytes) => {
+      let handle: FileHandle
+      try {
+        handle = await open(key, 'r')
+      } catch (err) {
+        if (isMissing(err)) return null
+        throw err
+      }
+      try {
+        return rangeBytes === undefined
+          ? await handle.readFile()
+          : await readHead(handle, rangeBytes)
+      } finally {
+        await handle.close()
+      }
+    },
+    put: async (key, bytes) => {
+      const dir = dirname(key)
+      await ensureDir(dir, dirname(dir))
+      await writeAtomically(key, dir, bytes)
+      return true
+    },
+    delete: async (keys) => {
+      for (const key of keys) await rm(key, { force: true })
+    },
+    deleteAll: async (folder) => {
+      await rm(folder, { recursive: true, force: true })
+      await fsyncDir(dirname(folder))
+    },
+    exclusive: withLock,
   }
 
-  const storage: DocStorage = {
+  return createVersionedStorage(blobs, {
     kind: 'fs',
-    load: async (doc) => {
-      try {
-        return await readState(doc)
-      } catch (err) {
-        throw unavailable(`cannot read ${doc}`, err)
-      }
-    },
-    watermark: async (doc) => {
-      try {
-        const [newest] = await versions(doc)
-        return newest ? watermarkFromSortable(newest.slice(0, -'.ydoc'.length)) : null
-      } catch (err) {
-        throw unavailable(`cannot read ${doc}`, err)
-      }
-    },
-    compareAndSet: async (doc, expected, next) => {
-      try {
-        return await withLock(doc, async () => {
-          const [newest, ...older] = await versions(doc)
-          const current = newest ? watermarkFromSortable(newest.slice(0, -'.ydoc'.length)) : null
-          if (current !== expected) return false
-          if (expected !== null && compareWatermarks(next.watermark, expected) < 0) return false
-          await ensureDir(docDir(doc), docsDir)
-          await writeAtomically(
-            versionPath(doc, next.watermark),
-            docDir(doc),
-            encodeStateFile(doc, next),
-          )
-          // Keep the previous version too: a concurrent load may be about to read it.
-          for (const old of older) await rm(join(docDir(doc), old), { force: true })
-          return true
-        })
-      } catch (err) {
-        throw unavailable(`cannot store ${doc}`, err)
-      }
-    },
-    appendLog: async (doc, entries) => {
-      if (entries.length === 0) return
-      try {
-        const dir = docLogDir(doc)
-        await ensureDir(dir, logDir)
-        await writeAtomically(
-          join(dir, `${logBatchName(entries)}.ylog`),
-          dir,
-          encodeLogBatch(doc, entries),
-        )
-      } catch (err) {
-        throw unavailable(`cannot archive ${doc}`, err)
-      }
-    },
-    readLog: async (doc, readOpts = {}) => {
-      try {
-        const dir = docLogDir(doc)
-        let names: string[]
-        try {
-          names = (await readdir(dir)).filter((n) => n.endsWith('.ylog'))
-        } catch (err) {
-          if (isMissing(err)) return []
-          throw err
-        }
-        const all: LogEntry[] = []
-        for (const name of names) {
-          const path = join(dir, name)
-          all.push(...decodeLogBatch(path, await readFile(path)))
-        }
-        return normaliseLog(all, readOpts.after)
-      } catch (err) {
-        throw unavailable(`cannot read the update log of ${doc}`, err)
-      }
-    },
-    delete: async (doc) => {
-      try {
-        await withLock(doc, async () => {
-          await rm(docDir(doc), { recursive: true, force: true })
-          await rm(docLogDir(doc), { recursive: true, force: true })
-          await fsyncDir(docsDir)
-        })
-      } catch (err) {
-        throw unavailable(`cannot delete ${doc}`, err)
-      }
-    },
-    list: async ({ after, limit = 1000 } = {}) => {
-      try {
-        const names: string[] = []
-        for (const escaped of await readdir(docsDir)) {
-          const files = (await readdir(join(docsDir, escaped)).catch(() => [])).filter((f) =>
-            f.endsWith('.ydoc'),
-          )
-          const newest = files.sort().pop()
-          if (!newest) continue
-          // A hashed long name keeps the document name inside the state file.
-          names.push(
-            unescapeDocName(escaped) ??
-              decodeStateFile(newest, await readFile(join(docsDir, escaped, newest))).doc,
-          )
-        }
-        return names
-          .sort()
-          .filter((n) => after === undefined || n > after)
-          .slice(0, limit)
-      } catch (err) {
-        throw unavailable('cannot list documents', err)
-      }
-    },
-    ping: async () => {
-      try {
-        await access(docsDir, constants.W_OK)
-      } catch (err) {
-        throw unavailable(`STORAGE_DIR ${opts.dir} is not writable`, err)
-      }
-    },
+    ping: () =>
+      guarded('STORAGE_UNAVAILABLE', `STORAGE_DIR ${opts.dir} is not writable`, () =>
+        access(docsDir, constants.W_OK),
+      ),
     close: async () => {},
-  }
-  return storage
+  })
 }

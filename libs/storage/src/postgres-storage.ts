@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { AppError, type Logger, silentLogger } from '@streambed/common'
+import { failure, guarded, type Logger, silentLogger } from '@streambed/common'
 import { compareWatermarks, type DocStorage, type LogEntry, type Watermark } from './storage.js'
 
 /**
@@ -67,11 +67,6 @@ const splitId = (id: Watermark): [string, string] => {
   return [m[1] as string, m[2] as string]
 }
 
-const unavailable = (what: string, err: unknown): AppError =>
-  err instanceof AppError
-    ? err
-    : new AppError('STORAGE_UNAVAILABLE', `${what}: ${(err as Error).message}`, { cause: err })
-
 /** Runs `fn` in a transaction on one pooled connection; a connection that failed is discarded. */
 const inTransaction = async <T>(
   pool: pg.Pool,
@@ -136,36 +131,30 @@ export const createPostgresStorage = async (opts: PostgresStorageOptions): Promi
     await migrate(pool, logger)
   } catch (err) {
     await pool.end().catch(() => undefined)
-    throw unavailable('cannot prepare the Postgres schema', err)
+    throw failure('STORAGE_UNAVAILABLE', 'cannot prepare the Postgres schema', err)
   }
 
   const storage: DocStorage = {
     kind: 'postgres',
-    load: async (doc) => {
-      try {
+    load: (doc) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot read ${doc}`, async () => {
         const res = await pool.query<{ state: Buffer; watermark: string }>(
           'SELECT state, watermark FROM streambed_docs_v1 WHERE name = $1',
           [doc],
         )
         const row = res.rows[0]
         return row ? { state: row.state, watermark: row.watermark } : null
-      } catch (err) {
-        throw unavailable(`cannot read ${doc}`, err)
-      }
-    },
-    watermark: async (doc) => {
-      try {
+      }),
+    watermark: (doc) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot read ${doc}`, async () => {
         const res = await pool.query<{ watermark: string }>(
           'SELECT watermark FROM streambed_docs_v1 WHERE name = $1',
           [doc],
         )
         return res.rows[0]?.watermark ?? null
-      } catch (err) {
-        throw unavailable(`cannot read ${doc}`, err)
-      }
-    },
-    compareAndSet: async (doc, expected, next) => {
-      try {
+      }),
+    compareAndSet: (doc, expected, next) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot store ${doc}`, async () => {
         // Storing a lower watermark would break "a stored watermark never decreases".
         if (expected !== null && compareWatermarks(next.watermark, expected) < 0) return false
         const res =
@@ -182,13 +171,10 @@ export const createPostgresStorage = async (opts: PostgresStorageOptions): Promi
                 [doc, expected, next.state, next.watermark],
               )
         return res.rowCount === 1
-      } catch (err) {
-        throw unavailable(`cannot store ${doc}`, err)
-      }
-    },
+      }),
     appendLog: async (doc, entries) => {
       if (entries.length === 0) return
-      try {
+      await guarded('STORAGE_UNAVAILABLE', `cannot archive ${doc}`, async () => {
         const ids = entries.map((e) => splitId(e.id))
         await pool.query(
           `INSERT INTO streambed_log_v1 (name, id_ms, id_seq, "update")
@@ -196,12 +182,10 @@ export const createPostgresStorage = async (opts: PostgresStorageOptions): Promi
            ON CONFLICT DO NOTHING`,
           [doc, ids.map(([ms]) => ms), ids.map(([, seq]) => seq), entries.map((e) => e.update)],
         )
-      } catch (err) {
-        throw unavailable(`cannot archive ${doc}`, err)
-      }
+      })
     },
-    readLog: async (doc, readOpts = {}) => {
-      try {
+    readLog: (doc, readOpts = {}) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot read the update log of ${doc}`, async () => {
         const [afterMs, afterSeq] =
           readOpts.after === undefined ? [null, null] : splitId(readOpts.after)
         const res = await pool.query<{ ms: string; seq: string; update: Buffer }>(
@@ -211,39 +195,27 @@ export const createPostgresStorage = async (opts: PostgresStorageOptions): Promi
           [doc, afterMs, afterSeq],
         )
         return res.rows.map((r): LogEntry => ({ id: `${r.ms}-${r.seq}`, update: r.update }))
-      } catch (err) {
-        throw unavailable(`cannot read the update log of ${doc}`, err)
-      }
-    },
-    delete: async (doc) => {
-      try {
+      }),
+    delete: (doc) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot delete ${doc}`, async () => {
         await inTransaction(pool, async (client) => {
           await client.query('DELETE FROM streambed_docs_v1 WHERE name = $1', [doc])
           await client.query('DELETE FROM streambed_log_v1 WHERE name = $1', [doc])
         })
-      } catch (err) {
-        throw unavailable(`cannot delete ${doc}`, err)
-      }
-    },
-    list: async ({ after, limit = 1000 } = {}) => {
-      try {
+      }),
+    list: ({ after, limit = 1000 } = {}) =>
+      guarded('STORAGE_UNAVAILABLE', 'cannot list documents', async () => {
         const res = await pool.query<{ name: string }>(
           `SELECT name FROM streambed_docs_v1 WHERE $1::text IS NULL OR name > $1
            ORDER BY name LIMIT $2`,
           [after ?? null, limit],
         )
         return res.rows.map((r) => r.name)
-      } catch (err) {
-        throw unavailable('cannot list documents', err)
-      }
-    },
-    ping: async () => {
-      try {
+      }),
+    ping: () =>
+      guarded('STORAGE_UNAVAILABLE', 'Postgres did not answer', async () => {
         await pool.query('SELECT 1')
-      } catch (err) {
-        throw unavailable('Postgres did not answer', err)
-      }
-    },
+      }),
     close: async () => {
       await pool.end()
     },
