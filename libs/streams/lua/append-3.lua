@@ -23,23 +23,20 @@ Entry ids stay above everything the document ever had, even if the Redis clock w
 above meta.last (which survives deletion of an idle stream as a tombstone with a TTL) and above the
 caller's floor (which covers a lost or expired meta hash: readers skip ids <= the stored watermark).
 ]]
+--- @include "redis-time"
+--- @include "stream-id"
+
 local stream, meta, queue = KEYS[1], KEYS[2], KEYS[3]
 local update, origin, channel, inlineLimit, doc = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-
 local prev = redis.call('HGET', meta, 'last') or '0-0'
 -- floor = max(prev, ARGV[6])
-local floorMs, floorSeq = parse(prev)
-local argMs, argSeq = parse(ARGV[6])
-if argMs > floorMs or (argMs == floorMs and argSeq > floorSeq) then floorMs, floorSeq = argMs, argSeq end
+local floor = prev
+if idLess(prev, ARGV[6]) then floor = ARGV[6] end
+local floorMs, floorSeq = parseId(floor)
 
 local id
-local t = redis.call('TIME')
-local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nowMs = redisTimeMs()
 if nowMs > floorMs then
   -- "*" is above the stream's own last id and, here, above the floor.
   id = redis.call('XADD', stream, '*', 'u', update, 'o', origin)

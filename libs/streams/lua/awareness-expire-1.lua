@@ -12,27 +12,20 @@ ARGV[4..] ids of dead nodes: records whose owner origin starts with "<id>~" are 
 relay    SPUBLISH "a <origin>\n<awareness update>" when anything was removed
 returns  number of removed states
 ]]
+--- @include "redis-time"
+--- @include "varuint"
+--- @include "awareness-record"
+
 local hash, channel, origin, staleMs = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local dead = {}
 for i = 4, #ARGV do dead[ARGV[i]] = true end
-local t = redis.call('TIME')
-local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-
-local function varuint(n)
-  local out = {}
-  while n > 127 do
-    out[#out + 1] = string.char(128 + n % 128)
-    n = math.floor(n / 128)
-  end
-  out[#out + 1] = string.char(n)
-  return table.concat(out)
-end
+local nowMs = redisTimeMs()
 
 local removed = {}
 local fields = redis.call('HGETALL', hash)
 for i = 1, #fields, 2 do
   local client, record = fields[i], fields[i + 1]
-  local clock, node, updated = string.match(record, '^(%d+) ([^~ ]+)%S* (%d+)\n')
+  local clock, _, node, updated = parseRecord(record)
   if clock and (dead[node] or nowMs - tonumber(updated) > staleMs) then
     redis.call('HDEL', hash, client)
     removed[#removed + 1] = varuint(tonumber(client)) .. varuint(tonumber(clock) + 1) .. varuint(4) .. 'null'

@@ -15,23 +15,17 @@ ARGV[2]  origin "<nodeId>~<token>/<connectionId>" of the sending connection: the
 ARGV[3]  TTL of the whole hash in ms (renewed on every call; cleans up after every node died)
 ARGV[4..] triples: client id, clock, state JSON ("null" = client left)
 
-record   "<clock> <owner origin> <updatedAtMs>\n<state JSON>"   (updatedAtMs: Redis time)
+record   "<clock> <owner origin> <updatedAtMs>\n<state JSON>"   (updatedAtMs: Redis time; read with
+         parseRecord, includes/awareness-record.lua)
 relay    SPUBLISH "a <origin>\n<awareness update of the accepted entries>" if any was accepted
 returns  flat list of accepted entries: client id, clock, state ("null" for removals)
 ]]
-local hash, channel, origin = KEYS[1], ARGV[1], ARGV[2]
-local t = redis.call('TIME')
-local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--- @include "redis-time"
+--- @include "varuint"
+--- @include "awareness-record"
 
-local function varuint(n)
-  local out = {}
-  while n > 127 do
-    out[#out + 1] = string.char(128 + n % 128)
-    n = math.floor(n / 128)
-  end
-  out[#out + 1] = string.char(n)
-  return table.concat(out)
-end
+local hash, channel, origin = KEYS[1], ARGV[1], ARGV[2]
+local nowMs = redisTimeMs()
 
 local accepted = {}
 local relay = {}
@@ -42,7 +36,7 @@ for i = 4, #ARGV, 3 do
   if not current then
     news = true
   else
-    local currentClock, owner = string.match(current, '^(%d+) (%S+) ')
+    local currentClock, owner = parseRecord(current)
     currentClock = tonumber(currentClock)
     news = clock > currentClock or (clock == currentClock and state == 'null' and owner == origin)
   end

@@ -18,24 +18,16 @@ returns  { "stale" }            the task token changed: another delivery owns th
          { "dirty" }            entries after X exist: compact again
 Trimming sets meta.trimmed = exclusive bound: every entry with a smaller id is gone.
 ]]
+--- @include "redis-time"
+--- @include "stream-id"
+
 local stream, meta = KEYS[1], KEYS[2]
 local token, x, lifetime, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
 if redis.call('HGET', meta, 'task') ~= token then return { 'stale' } end
 
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function less(a, b)
-  local ams, aseq = parse(a)
-  local bms, bseq = parse(b)
-  return ams < bms or (ams == bms and aseq < bseq)
-end
-
-local t = redis.call('TIME')
-local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local xms, xseq = parse(x)
+local nowMs = redisTimeMs()
+local xms, xseq = parseId(x)
 -- Trim below min(X + 1, now - lifetime): stored and old enough.
 local threshold = string.format('%d-%d', xms, xseq + 1)
 local cutoff = nowMs - lifetime
@@ -43,11 +35,11 @@ if cutoff <= xms then threshold = string.format('%d-0', math.max(cutoff, 0)) end
 if x ~= '0-0' then
   redis.call('XTRIM', stream, 'MINID', threshold)
   local trimmed = redis.call('HGET', meta, 'trimmed') or '0-0'
-  if less(trimmed, threshold) then redis.call('HSET', meta, 'trimmed', threshold) end
+  if idLess(trimmed, threshold) then redis.call('HSET', meta, 'trimmed', threshold) end
 end
 
 local last = redis.call('HGET', meta, 'last') or '0-0'
-if last ~= x and less(x, last) then return { 'dirty' } end
+if last ~= x and idLess(x, last) then return { 'dirty' } end
 if redis.call('XLEN', stream) == 0 then
   redis.call('DEL', stream)
   redis.call('HDEL', meta, 'task')

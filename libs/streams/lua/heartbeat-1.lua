@@ -6,12 +6,12 @@ ARGV[1]  node id
 ARGV[2]  liveness timeout in ms: a node silent for longer counts as dead
 ARGV[3]  forget-after in ms: dead nodes silent for longer are removed from the registry
 
-returns  { nowMs, live, dead }  Redis time; ids of live nodes; ids of dead nodes still remembered
+returns  { nowMs, dead }  Redis time; ids of dead nodes still remembered
 ]]
-local t = redis.call('TIME')
-local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--- @include "redis-time"
+
+local nowMs = redisTimeMs()
 redis.call('ZADD', KEYS[1], nowMs, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', nowMs - tonumber(ARGV[3]))
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], nowMs - tonumber(ARGV[2]), '+inf')
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (nowMs - tonumber(ARGV[2])))
-return { nowMs, live, dead }
+return { nowMs, dead }

@@ -9,8 +9,9 @@ ARGV[1]  most tasks to move
 
 returns  number of tasks moved
 ]]
-local t = redis.call('TIME')
-local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--- @include "redis-time"
+
+local nowMs = redisTimeMs()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowMs, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, member in ipairs(due) do
   local token, doc = string.match(member, '^(%S+) (.+)$')

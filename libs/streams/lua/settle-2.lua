@@ -12,11 +12,11 @@ ARGV[4]  member "<token> <doc>" (used when rescheduling)
 
 returns  1 if the entry was still pending for the group (else another worker settled it first)
 ]]
+--- @include "redis-time"
+
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then
-  local t = redis.call('TIME')
-  local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZADD', KEYS[2], nowMs + tonumber(ARGV[3]), ARGV[4])
+  redis.call('ZADD', KEYS[2], redisTimeMs() + tonumber(ARGV[3]), ARGV[4])
 end
 return acked

@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis'
+import { guarded } from '@streambed/common'
 import type { AwarenessEntry } from '@streambed/protocol'
 import type { Keys } from './keys.js'
 import { scripts } from './scripts.js'
-import { redisError } from './redis.js'
 
 /** One client's awareness state as stored in `<p>:v1:{doc}:a`. */
 export interface AwarenessRecord extends AwarenessEntry {
@@ -58,10 +58,10 @@ export const createAwarenessStore = (opts: AwarenessStoreOptions): AwarenessStor
   const { redis, keys } = opts
   const ttl = opts.hashTtlMs ?? 60_000
   return {
-    publish: async (doc, origin, entries) => {
-      const args: (string | number)[] = [keys.channel(doc), origin, ttl]
-      for (const e of entries) args.push(String(e.clientId), e.clock, e.state)
-      try {
+    publish: (doc, origin, entries) =>
+      guarded('REDIS_UNAVAILABLE', `awareness of ${doc}`, async () => {
+        const args: (string | number)[] = [keys.channel(doc), origin, ttl]
+        for (const e of entries) args.push(String(e.clientId), e.clock, e.state)
         const accepted = (await scripts.awarenessSet.run(redis, [keys.awareness(doc)], args)) as (
           Buffer | number
         )[]
@@ -74,12 +74,9 @@ export const createAwarenessStore = (opts: AwarenessStoreOptions): AwarenessStor
           })
         }
         return out
-      } catch (err) {
-        throw redisError(err, `awareness of ${doc}`)
-      }
-    },
-    load: async (doc) => {
-      try {
+      }),
+    load: (doc) =>
+      guarded('REDIS_UNAVAILABLE', `awareness of ${doc}`, async () => {
         const raw = await redis.hgetallBuffer(keys.awareness(doc))
         const out: AwarenessRecord[] = []
         for (const [clientId, value] of Object.entries(raw)) {
@@ -87,21 +84,15 @@ export const createAwarenessStore = (opts: AwarenessStoreOptions): AwarenessStor
           if (record) out.push(record)
         }
         return out
-      } catch (err) {
-        throw redisError(err, `awareness of ${doc}`)
-      }
-    },
-    expire: async (doc, origin, staleMs, deadNodes) => {
-      try {
+      }),
+    expire: (doc, origin, staleMs, deadNodes) =>
+      guarded('REDIS_UNAVAILABLE', `awareness of ${doc}`, async () => {
         const removed = await scripts.awarenessExpire.run(
           redis,
           [keys.awareness(doc)],
           [keys.channel(doc), origin, staleMs, ...deadNodes],
         )
         return Number(removed)
-      } catch (err) {
-        throw redisError(err, `awareness of ${doc}`)
-      }
-    },
+      }),
   }
 }

@@ -2,8 +2,7 @@ import type { Redis } from 'ioredis'
 import type { Keys } from './keys.js'
 import { shardOf } from './keys.js'
 import { scripts } from './scripts.js'
-import { redisError } from './redis.js'
-import { compareIds, maxId, nextId, ZERO_ID, type StreamId } from '@streambed/common'
+import { compareIds, guarded, maxId, nextId, ZERO_ID, type StreamId } from '@streambed/common'
 
 export interface StreamEntry {
   readonly id: StreamId
@@ -67,21 +66,18 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
   const inlineLimit = opts.inlineLimitBytes ?? 64 * 1024
   const pageSize = opts.pageSize ?? 1000
 
-  const append: DocStreams['append'] = async (doc, update, origin, floor = ZERO_ID) => {
-    try {
+  const append: DocStreams['append'] = (doc, update, origin, floor = ZERO_ID) =>
+    guarded('REDIS_UNAVAILABLE', `append to ${doc}`, async () => {
       const reply = (await scripts.append.run(
         redis,
         [keys.stream(doc), keys.meta(doc), keys.queue(shardOf(doc, opts.queueShards))],
         [update, origin, keys.channel(doc), inlineLimit, doc, floor],
       )) as [Buffer, Buffer, number]
       return { id: reply[0].toString(), prev: reply[1].toString(), newTask: reply[2] === 1 }
-    } catch (err) {
-      throw redisError(err, `append to ${doc}`)
-    }
-  }
+    })
 
-  const readTail: DocStreams['readTail'] = async (doc, after) => {
-    try {
+  const readTail: DocStreams['readTail'] = (doc, after) =>
+    guarded('REDIS_UNAVAILABLE', `read ${doc}`, async () => {
       const [trimmedBuf, lastBuf, firstPage] = (await scripts.read.run(
         redis,
         [keys.stream(doc), keys.meta(doc)],
@@ -110,10 +106,7 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
         if (again) trimmed = maxId(trimmed, again)
       }
       return { trimmed, last, entries }
-    } catch (err) {
-      throw redisError(err, `read ${doc}`)
-    }
-  }
+    })
 
   return { append, readTail }
 }

@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis'
-import { AppError, type Logger } from '@streambed/common'
+import { AppError, failure, type Logger } from '@streambed/common'
 
 export type { Redis }
 
@@ -36,15 +36,7 @@ export const createRedis = (opts: RedisConnectionOptions): Redis => {
 
 /** Maps a failed Redis call to `AppError('REDIS_UNAVAILABLE')`, keeping AppErrors as they are. */
 export const redisError = (err: unknown, what: string): AppError =>
-  err instanceof AppError
-    ? err
-    : new AppError(
-        'REDIS_UNAVAILABLE',
-        `${what}: ${err instanceof Error ? err.message : String(err)}`,
-        {
-          cause: err,
-        },
-      )
+  failure('REDIS_UNAVAILABLE', what, err)
 
 export interface RedisFacts {
   version: string

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
+import { guarded } from '@streambed/common'
 import type { Keys } from './keys.js'
-import { redisError } from './redis.js'
 import { scripts } from './scripts.js'
 
 /**
@@ -67,17 +67,9 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
   const shardIds = Array.from({ length: shards }, (_, i) => i)
   const shardOfKey = new Map(shardIds.map((s) => [keys.queue(s), s]))
 
-  const wrap = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn()
-    } catch (err) {
-      throw redisError(err, what)
-    }
-  }
-
   /** Creates the consumer group on every shard (existing groups are kept). */
   const ensureGroups = () =>
-    wrap('create consumer groups', async () => {
+    guarded('REDIS_UNAVAILABLE', 'create consumer groups', async () => {
       for (const s of shardIds) {
         try {
           await redis.xgroup('CREATE', keys.queue(s), CONSUMER_GROUP, '0', 'MKSTREAM')
@@ -113,7 +105,7 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
      * (pending for `consumer`) and must be processed or settled.
      */
     read: (consumer: string, count: number, blockMs: number): Promise<Task[]> =>
-      wrap('read tasks', () =>
+      guarded('REDIS_UNAVAILABLE', 'read tasks', () =>
         withGroups(async () => {
           const streamKeys = shardIds.map((s) => keys.queue(s))
           const reply = (await blocking.xreadgroup(
@@ -142,7 +134,7 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
 
     /** Takes over up to `count` tasks other consumers held for longer than `minIdleMs`. */
     claim: (consumer: string, minIdleMs: number, count: number): Promise<Task[]> =>
-      wrap('claim tasks', () =>
+      guarded('REDIS_UNAVAILABLE', 'claim tasks', () =>
         withGroups(async () => {
           const tasks: Task[] = []
           for (const s of shardIds) {
@@ -170,7 +162,7 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
 
     /** Moves due delayed tasks into the streams; returns how many. */
     promote: (maxPerShard = 500): Promise<number> =>
-      wrap('promote delayed tasks', async () => {
+      guarded('REDIS_UNAVAILABLE', 'promote delayed tasks', async () => {
         let moved = 0
         for (const s of shardIds) {
           moved += Number(
@@ -182,7 +174,7 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
 
     /** Acknowledges a delivery; with `delayMs`, the task comes back after that long. */
     settle: (task: Task, delayMs: number | null): Promise<boolean> =>
-      wrap(`settle task of ${task.doc}`, async () => {
+      guarded('REDIS_UNAVAILABLE', `settle task of ${task.doc}`, async () => {
         const acked = await scripts.settle.run(
           redis,
           [keys.queue(task.shard), keys.delayed(task.shard)],
@@ -204,7 +196,7 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
       minLifetimeMs: number,
       tombstoneTtlMs: number,
     ): Promise<FinishResult> =>
-      wrap(`finish compaction of ${doc}`, async () => {
+      guarded('REDIS_UNAVAILABLE', `finish compaction of ${doc}`, async () => {
         const reply = (await scripts.finish.run(
           redis,
           [keys.stream(doc), keys.meta(doc)],
@@ -218,10 +210,10 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
 
     /** The token of the document's live task, or null when it has none. */
     liveToken: (doc: string): Promise<string | null> =>
-      wrap(`task of ${doc}`, () => redis.hget(keys.meta(doc), 'task')),
+      guarded('REDIS_UNAVAILABLE', `task of ${doc}`, () => redis.hget(keys.meta(doc), 'task')),
 
     depth: (): Promise<QueueDepth> =>
-      wrap('queue depth', async () => {
+      guarded('REDIS_UNAVAILABLE', 'queue depth', async () => {
         let queued = 0
         let delayed = 0
         let pending = 0
@@ -248,7 +240,7 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
 
     /** Redis time in ms (stream ids and due times use it, not the local clock). */
     now: (): Promise<number> =>
-      wrap('time', async () => {
+      guarded('REDIS_UNAVAILABLE', 'time', async () => {
         const [s, us] = await redis.time()
         return Number(s) * 1000 + Math.floor(Number(us) / 1000)
       }),
