@@ -13,7 +13,7 @@ import { checkStorageEnv, storageEnvShape } from '@streambed/storage'
 import { redisEnvShape } from '@streambed/streams'
 
 /** Every environment variable a worker reads, with its default. Documented in the README. */
-export const workerConfigSchema = z
+const workerConfigSchema = z
   .object({
     ...redisEnvShape,
     ...storageEnvShape,

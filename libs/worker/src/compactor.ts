@@ -1,14 +1,14 @@
+import { ZERO_ID, compareIds, idTimeMs, maxId, type Logger } from '@streambed/common'
+import type { DocStorage } from '@streambed/storage'
 import {
-  AppError,
-  ZERO_ID,
-  compareIds,
-  describeError,
-  idTimeMs,
-  maxId,
-  type Logger,
-} from '@streambed/common'
-import type { DocStorage, StoredDoc } from '@streambed/storage'
-import { type DocStreams, type Task, type TaskQueue, hasHoleAfter } from '@streambed/streams'
+  type DocStreams,
+  type FinishResult,
+  type StoredState,
+  type TailRead,
+  type Task,
+  type TaskQueue,
+  readDocument,
+} from '@streambed/streams'
 import type { Hooks } from './hooks.js'
 import type { Merger } from './merger.js'
 import type { WorkerMetrics } from './metrics.js'
@@ -48,40 +48,20 @@ export interface CompactorDeps {
  * A crash before the compare-and-set leaves storage at W (the entries are still in the stream and
  * the task is still pending); after it, storage holds X and a new delivery finds nothing new.
  * Archiving is idempotent (entries keyed by id), so archiving twice is harmless. Storage is never
- * written without the compare-and-set, so a stored watermark never goes back.
+ * written without the compare-and-set, so a stored watermark never goes back. The load and the
+ * read are `readDocument`, the read server nodes use too (the `after-load` hook runs between them).
  */
 export const compactTask = async (deps: CompactorDeps, task: Task): Promise<Outcome> => {
   const { storage, streams, queue, merger, hooks, timing, metrics } = deps
   const { doc, token } = task
   if ((await queue.liveToken(doc)) !== token) return { settle: 'ack', reason: 'stale' }
 
-  let stored: StoredDoc | null = null
-  let tail = null
-  for (let attempt = 0; attempt < 5 && tail === null; attempt++) {
-    stored = await storage.load(doc)
-    await hooks('after-load', doc)
-    const read = await streams.readTail(doc, stored?.watermark ?? ZERO_ID)
-    // Another delivery stored and trimmed meanwhile: storage is ahead now, load again.
-    if (!hasHoleAfter(stored?.watermark ?? ZERO_ID, read.trimmed)) tail = read
-  }
-  if (tail === null) throw new AppError('STREAM_GAP', `${doc} kept being compacted by others`)
-
+  const { stored, tail } = await readDocument(storage, streams, doc, {
+    afterLoad: () => hooks('after-load', doc),
+  })
   const watermark = stored?.watermark ?? ZERO_ID
   let storedUpTo = watermark
-  let entries = tail.entries
-  // The last id ever appended is below the stored watermark: Redis lost the document's meta hash
-  // and its clock was behind (ids normally only grow). Readers skip such entries and finish-2.lua
-  // would trim them unread: merge every entry of the stream instead, whatever its id.
-  const anomaly = stored !== null && compareIds(tail.last, watermark) < 0
-  if (anomaly) {
-    entries = (await streams.readTail(doc, ZERO_ID)).entries
-    if (entries.length > 0) {
-      deps.logger.error(
-        { doc, last: tail.last, watermark, entries: entries.length },
-        'stream ids below the stored watermark; merging them all',
-      )
-    }
-  }
+  const { entries, anomaly } = await entriesToMerge(deps, doc, stored, tail)
   const first = entries[0]
   const last = entries[entries.length - 1]
   if (first && last) {
@@ -126,6 +106,37 @@ export const compactTask = async (deps: CompactorDeps, task: Task): Promise<Outc
     timing.tombstoneTtlMs,
   )
   await hooks('after-trim', doc)
+  return outcomeOf(deps, finished)
+}
+
+/**
+ * The entries after the stored watermark, or, when the last id ever appended is below it (Redis
+ * lost the document's meta hash and its clock was behind; ids normally only grow), every entry of
+ * the stream whatever its id: readers skip such entries and finish-2.lua would trim them unread.
+ */
+const entriesToMerge = async (
+  deps: CompactorDeps,
+  doc: string,
+  stored: StoredState | null,
+  tail: TailRead,
+): Promise<{ entries: TailRead['entries']; anomaly: boolean }> => {
+  const watermark = stored?.watermark ?? ZERO_ID
+  if (stored === null || compareIds(tail.last, watermark) >= 0) {
+    return { entries: tail.entries, anomaly: false }
+  }
+  const { entries } = await deps.streams.readTail(doc, ZERO_ID)
+  if (entries.length > 0) {
+    deps.logger.error(
+      { doc, last: tail.last, watermark, entries: entries.length },
+      'stream ids below the stored watermark; merging them all',
+    )
+  }
+  return { entries, anomaly: true }
+}
+
+/** What to do with the delivery once finish-2.lua has trimmed (or not) the stream. */
+const outcomeOf = async (deps: CompactorDeps, finished: FinishResult): Promise<Outcome> => {
+  const { queue, timing, metrics } = deps
   switch (finished.kind) {
     case 'stale':
       return { settle: 'ack', reason: 'stale' }
@@ -148,9 +159,3 @@ export const compactTask = async (deps: CompactorDeps, task: Task): Promise<Outc
       }
   }
 }
-
-/** Backoff for a document whose compaction failed `failures` times in a row. */
-export const retryDelayMs = (failures: number): number =>
-  Math.min(250 * 2 ** Math.max(0, failures - 1), 30_000)
-
-export const errorCode = (err: unknown): string => describeError(err).code
