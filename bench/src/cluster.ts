@@ -2,13 +2,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import {
-  spawnNode,
-  startRedisServer,
-  uniquePrefix,
-  type RedisServer,
-  type SpawnedProcessNode,
-} from '@streambed/testing'
+import { spawnNode, type SpawnedProcessNode } from '@streambed/cli/testing'
+import { startRedisServer, uniquePrefix, type RedisServer } from '@streambed/testing'
 import { type CpuMeter, meterCpu, rssBytes, withOthers } from './proc.js'
 
 export interface Cluster {

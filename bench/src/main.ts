@@ -7,10 +7,10 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { repoRoot, startRedisServer } from '@streambed/testing'
+import { startRedisServer } from '@streambed/testing'
 import type { BenchContext, Scenario } from './framework.js'
 import { floorsTable, measureFloors } from './floors.js'
-import { record } from './stats.js'
+import { record, repoRoot } from './stats.js'
 
 /** Scenario name → module (each default-exports a Scenario), in run order. */
 const modules: Record<string, string> = {

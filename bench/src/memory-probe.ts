@@ -6,7 +6,8 @@
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import WebSocket from 'ws'
-import type { ManagedProcess, SpawnedProcessNode } from '@streambed/testing'
+import type { SpawnedProcessNode } from '@streambed/cli/testing'
+import type { ManagedProcess } from '@streambed/testing'
 import { type Cluster, startCluster } from './cluster.js'
 import { sleep } from './load.js'
 import { rssBytes, statusBytes } from './proc.js'

@@ -1,17 +1,10 @@
 import { expect, it } from 'vitest'
-import {
-  freePort,
-  spawnNode,
-  startProcess,
-  startRedisServer,
-  uniquePrefix,
-  cliArgs,
-  repoRoot,
-} from '@streambed/testing'
+import { freePort, startProcess, startRedisServer, uniquePrefix } from '@streambed/testing'
+import { cliArgs, cliDir, spawnNode } from './testing/nodes.js'
 
 const run = (args: string[], env: Record<string, string>) =>
   startProcess(process.execPath, [...cliArgs(args[0] ?? 'help'), ...args.slice(1)], {
-    cwd: repoRoot,
+    cwd: cliDir,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
   })
 

@@ -6,7 +6,7 @@ import { openStorage, type DocStorage } from '@streambed/storage'
 import { connectClient, docContent, uniquePrefix, useRedisServer } from '@streambed/testing'
 import { parseWorkerConfig } from '@streambed/worker-app'
 import { startTestWorker } from '@streambed/worker-app/testing'
-import { backendNames, startBackend } from './backends.js'
+import { backendNames, startBackend } from './testing/backends.js'
 
 const redis = useRedisServer()
 

@@ -2,11 +2,12 @@ import * as Y from 'yjs'
 import { expect, it, vi } from 'vitest'
 import { createDocStreams, createKeys } from '@streambed/streams'
 import { decodeMessage, encodeSyncStep1 } from '@streambed/protocol'
-import { connectRaw, spawnNode, uniquePrefix, useRedisServer } from '@streambed/testing'
+import { connectRaw, uniquePrefix, useRedisServer } from '@streambed/testing'
 import { createLogger } from '@streambed/common'
 import { openStorage } from '@streambed/storage'
 import { parseWorkerConfig } from '@streambed/worker-app'
-import { startBackend } from './backends.js'
+import { startBackend } from './testing/backends.js'
+import { spawnNode } from './testing/nodes.js'
 
 // Worker threads load the TypeScript source only in child processes (tsx), so these run there.
 const redis = useRedisServer()

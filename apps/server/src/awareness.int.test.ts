@@ -3,12 +3,11 @@ import { decodeAwarenessUpdate, decodeMessage } from '@streambed/protocol'
 import {
   connectClient,
   connectRaw,
-  spawnNode,
   uniquePrefix,
   type TestClient,
   useRedisServer,
 } from '@streambed/testing'
-import { startTestNode } from './test-support.js'
+import { startTestNode } from './testing/test-node.js'
 
 const redis = useRedisServer()
 
@@ -103,36 +102,5 @@ describe('awareness across nodes', () => {
     await vi.waitFor(() => expect(userOf(peer, one)).toEqual({ name: 'one' }))
     expect(other.provider.awareness.getStates().has(one.doc.clientID)).toBe(false)
     for (const client of [one, other, peer]) client.destroy()
-  })
-
-  it('expires the states of a crashed node on the other nodes', async () => {
-    const prefix = uniquePrefix('aw-crash')
-    await using a = await startTestNode(env(prefix))
-    const doomed = await spawnNode(env(prefix))
-    const observer = connectClient(a.url, 'doc')
-    const victim = connectClient(doomed.url, 'doc')
-    await Promise.all([observer.synced(), victim.synced()])
-    victim.provider.awareness.setLocalStateField('user', { name: 'victim' })
-    await vi.waitFor(() => expect(userOf(observer, victim)).toEqual({ name: 'victim' }))
-
-    await doomed.crash()
-    const crashedAt = Date.now()
-    // The victim's provider keeps retrying the dead node; only the server side can remove it.
-    await vi.waitFor(
-      () => expect(observer.provider.awareness.getStates().has(victim.doc.clientID)).toBe(false),
-      {
-        timeout: 15_000,
-        interval: 100,
-      },
-    )
-    // Well before y-protocols' own 30 s client-side timeout.
-    expect(Date.now() - crashedAt).toBeLessThan(10_000)
-    // A newcomer does not see the dead client either.
-    const newcomer = connectClient(a.url, 'doc')
-    await newcomer.synced()
-    observer.provider.awareness.setLocalStateField('user', { name: 'observer' })
-    await vi.waitFor(() => expect(userOf(newcomer, observer)).toEqual({ name: 'observer' }))
-    expect(newcomer.provider.awareness.getStates().has(victim.doc.clientID)).toBe(false)
-    for (const client of [observer, victim, newcomer]) client.destroy()
   })
 })

@@ -17,7 +17,7 @@ import {
   useRedisServer,
   captureUpdate,
 } from '@streambed/testing'
-import { startTestNode, type TestNode } from './test-support.js'
+import { startTestNode, type TestNode } from './testing/test-node.js'
 
 const redis = useRedisServer()
 

@@ -10,7 +10,7 @@ import {
   uniquePrefix,
   useRedisServer,
 } from '@streambed/testing'
-import { startTestNode } from './test-support.js'
+import { startTestNode } from './testing/test-node.js'
 
 const redis = useRedisServer()
 
@@ -27,46 +27,52 @@ it('sends a no-op message on quiet connections so y-websocket clients do not tim
     const msg = decodeMessage(m)
     return msg.kind === 'awareness' && decodeAwarenessUpdate(msg.update).length === 0
   })
-  // About one per 300 ms; timers run late on a loaded machine, so only the order of magnitude.
-  expect(keepalives.length).toBeGreaterThanOrEqual(3)
+  // About one per 300 ms; timers run late on a loaded machine, so only the order of magnitude:
+  // some arrive, and not one per keepalive check (every 100 ms).
+  expect(keepalives.length).toBeGreaterThanOrEqual(1)
   expect(keepalives.length).toBeLessThanOrEqual(12)
   raw.close()
 })
 
-it('closes a client that stops reading (4508) and keeps serving the others', async () => {
-  await using node = await startTestNode({
-    REDIS_URL: redis.url,
-    REDIS_PREFIX: uniquePrefix('slow'),
-    // Far below the 30 MB flood (plus kernel buffers) for a client that stops reading, far above
-    // what a reading client accumulates even on a loaded machine.
-    WS_MAX_BACKPRESSURE_BYTES: '4MiB',
-  })
-  const writer = connectClient(node.url, 'doc')
-  const reader = connectClient(node.url, 'doc')
-  await Promise.all([writer.synced(), reader.synced()])
-  const slow = connectRaw(`${node.url}/doc`)
-  await slow.opened
-  slow.send(encodeSyncStep1(Y.encodeStateVector(new Y.Doc())))
-  await vi.waitFor(() => expect(slow.messages.length).toBeGreaterThan(0))
-  // Stop reading from the socket: the kernel buffers fill (several MB on loopback), then the
-  // server's send buffer does.
-  const socket = (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket
-  socket.pause()
-  const text = writer.doc.getText('t')
-  const chunk = 'y'.repeat(250_000)
-  for (let i = 0; i < 120; i++) text.insert(text.length, chunk)
-  await vi.waitFor(() => expect(reader.doc.getText('t').length).toBe(30_000_000), {
-    timeout: 30_000,
-  })
-  socket.resume()
-  const closed = await slow.closed
-  expect(closed.code).toBe(CloseCode.slowConsumer)
-  // The others were not affected.
-  writer.doc.getMap('m').set('after', 1)
-  await vi.waitFor(() => expect(reader.doc.getMap('m').get('after')).toBe(1), { timeout: 10_000 })
-  writer.destroy()
-  reader.destroy()
-})
+it(
+  'closes a client that stops reading (4508) and keeps serving the others',
+  { timeout: 180_000 },
+  async () => {
+    await using node = await startTestNode({
+      REDIS_URL: redis.url,
+      REDIS_PREFIX: uniquePrefix('slow'),
+      // Far below the 30 MB flood (plus kernel buffers) for a client that stops reading, far above
+      // what a reading client accumulates even on a loaded machine.
+      WS_MAX_BACKPRESSURE_BYTES: '4MiB',
+    })
+    const writer = connectClient(node.url, 'doc')
+    const reader = connectClient(node.url, 'doc')
+    await Promise.all([writer.synced(), reader.synced()])
+    const slow = connectRaw(`${node.url}/doc`)
+    await slow.opened
+    slow.send(encodeSyncStep1(Y.encodeStateVector(new Y.Doc())))
+    await vi.waitFor(() => expect(slow.messages.length).toBeGreaterThan(0))
+    // Stop reading from the socket: the kernel buffers fill (several MB on loopback), then the
+    // server's send buffer does.
+    const socket = (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket
+    socket.pause()
+    const text = writer.doc.getText('t')
+    const chunk = 'y'.repeat(250_000)
+    for (let i = 0; i < 120; i++) text.insert(text.length, chunk)
+    // Counted, not timed: 30 MB reach the reading client however loaded the machine is.
+    await vi.waitFor(() => expect(reader.doc.getText('t').length).toBe(30_000_000), {
+      timeout: 120_000,
+    })
+    socket.resume()
+    const closed = await slow.closed
+    expect(closed.code).toBe(CloseCode.slowConsumer)
+    // The others were not affected.
+    writer.doc.getMap('m').set('after', 1)
+    await vi.waitFor(() => expect(reader.doc.getMap('m').get('after')).toBe(1), { timeout: 10_000 })
+    writer.destroy()
+    reader.destroy()
+  },
+)
 
 it('refuses to start on a Redis that may evict keys, unless allowed', async () => {
   await using evicting = await startRedisServer()

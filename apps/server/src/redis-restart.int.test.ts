@@ -1,8 +1,14 @@
 import { Redis } from 'ioredis'
 import { expect, it, vi } from 'vitest'
-import { connectClient, startRedisServer, uniquePrefix } from '@streambed/testing'
-import { startTestNode } from './test-support.js'
-import { expectedEntries, missingFrom, startTyping } from './typing.js'
+import {
+  connectClient,
+  expectedEntries,
+  missingFrom,
+  startRedisServer,
+  startTyping,
+  uniquePrefix,
+} from '@streambed/testing'
+import { startTestNode } from './testing/test-node.js'
 
 it('loses no acknowledged update across a Redis restart (AOF) while clients type', async () => {
   await using redis = await startRedisServer({ aof: true, appendfsync: 'always' })

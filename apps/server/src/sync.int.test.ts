@@ -9,7 +9,7 @@ import {
   type TestClient,
   useRedisServer,
 } from '@streambed/testing'
-import { startTestNode } from './test-support.js'
+import { startTestNode } from './testing/test-node.js'
 
 const redis = useRedisServer()
 

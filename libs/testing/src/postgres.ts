@@ -212,7 +212,7 @@ export interface TestDatabase {
 }
 
 /** The local Postgres the machine and CI provide. */
-export const defaultDatabaseUrl = (): string =>
+const defaultDatabaseUrl = (): string =>
   process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
 let schemaCounter = 0

@@ -1,7 +1,7 @@
 /** Test fixtures for workers (not part of the build): `@streambed/worker-app/testing`. */
 import { createLogger } from '@streambed/common'
-import { parseWorkerConfig } from './config.js'
-import { startWorkerApp, type RunningWorker } from './main.js'
+import { parseWorkerConfig } from '../config.js'
+import { startWorkerApp, type RunningWorker } from '../main.js'
 
 export interface TestWorker extends RunningWorker {
   readonly httpUrl: string

@@ -1,28 +1,32 @@
+/**
+ * Test and benchmark helpers (not built): the `streambed` command as child processes,
+ * `@streambed/cli/testing`. This package owns its entry, so only it knows where the entry is.
+ */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startProcess, type ManagedProcess } from './process.js'
+import { startProcess, type ManagedProcess } from '@streambed/testing'
 
-/** The repository root (this file is libs/testing/src/nodes.ts). */
-export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url))
+/** The package directory (apps/cli): the working directory of the processes started here. */
+export const cliDir = fileURLToPath(new URL('../../', import.meta.url))
 
 /** `node <args> streambed <command>` running the TypeScript source, so tests need no build. */
 export const cliArgs = (command: string): string[] => [
   '--conditions=source',
   '--import',
   'tsx',
-  join(repoRoot, 'apps/cli/src/main.ts'),
+  fileURLToPath(new URL('../main.ts', import.meta.url)),
   command,
 ]
 
 /**
- * `node <args> apps/cli/bin/streambed.js <command>`: the compiled CLI users run (needs
- * `npm run build`). Benchmarks use it: tsx keeps function names by wrapping every function
- * (esbuild keepNames), which costs memory per closure and CPU that production does not pay.
+ * `node <args> bin/streambed.js <command>`: the compiled CLI users run (needs `npm run build`).
+ * Benchmarks use it: tsx keeps function names by wrapping every function (esbuild keepNames),
+ * which costs memory per closure and CPU that production does not pay.
  */
 export const builtCliArgs = (command: string): string[] => [
-  join(repoRoot, 'apps/cli/bin/streambed.js'),
+  fileURLToPath(new URL('../../bin/streambed.js', import.meta.url)),
   command,
 ]
 
@@ -71,7 +75,7 @@ export const spawnNode = async (
     process.execPath,
     [...(opts.nodeArgs ?? []), ...(opts.built ? builtCliArgs : cliArgs)(opts.command ?? 'server')],
     {
-      cwd: repoRoot,
+      cwd: cliDir,
       env: {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '',

@@ -1,5 +1,5 @@
-/** Test helper (not built): clients that type numbered entries until stopped. */
-import type { TestClient } from '@streambed/testing'
+/** Clients that type numbered entries until stopped. */
+import type { TestClient } from './clients.js'
 
 export interface Typist {
   readonly client: TestClient

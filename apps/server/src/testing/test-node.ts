@@ -1,10 +1,10 @@
-/** Test fixtures for whole server nodes (not part of the build). */
+/** Test fixtures for whole server nodes (not part of the build): `@streambed/server/testing`. */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createLogger } from '@streambed/common'
-import { parseServerConfig } from './config.js'
-import { startServer, type RunningServer } from './main.js'
+import { parseServerConfig } from '../config.js'
+import { startServer, type RunningServer } from '../main.js'
 
 export interface TestNode extends RunningServer {
   readonly url: string
