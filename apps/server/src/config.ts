@@ -12,6 +12,7 @@ import {
 } from '@streambed/common'
 import { checkStorageEnv, storageEnvShape } from '@streambed/storage'
 import { redisEnvShape } from '@streambed/streams'
+import type { AuthOptions, ServerNodeOptions } from '@streambed/node'
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
 
@@ -108,3 +109,46 @@ export type ServerConfig = z.output<typeof serverConfigSchema>
 
 /** Pure: parses `env`, throwing one AppError('CONFIG') that lists every problem. */
 export const parseServerConfig = (env: Env): ServerConfig => parseEnv(serverConfigSchema, env)
+
+/** The authentication a configuration asks for. */
+export const authOptionsOf = (c: ServerConfig): AuthOptions =>
+  c.AUTH_MODE === 'none'
+    ? { mode: 'none' }
+    : {
+        mode: 'jwt',
+        ...(c.AUTH_JWT_SECRET ? { secret: c.AUTH_JWT_SECRET } : {}),
+        ...(c.AUTH_JWT_PUBLIC_KEY
+          ? { publicKey: c.AUTH_JWT_PUBLIC_KEY, publicKeyAlg: c.AUTH_JWT_ALG }
+          : {}),
+        ...(c.AUTH_JWKS_URL ? { jwksUrl: c.AUTH_JWKS_URL } : {}),
+        ...(c.AUTH_JWT_ISSUER ? { issuer: c.AUTH_JWT_ISSUER } : {}),
+        ...(c.AUTH_JWT_AUDIENCE ? { audience: c.AUTH_JWT_AUDIENCE } : {}),
+      }
+
+/** The settings of a server node that come from its configuration (pure). */
+export const nodeSettingsOf = (
+  c: ServerConfig,
+): Omit<ServerNodeOptions, 'redis' | 'subscriber' | 'storage' | 'logger' | 'registry'> => ({
+  nodeId: c.NODE_ID,
+  redisPrefix: c.REDIS_PREFIX,
+  queueShards: c.QUEUE_SHARDS,
+  inlineUpdateMaxBytes: c.INLINE_UPDATE_MAX_BYTES,
+  auth: authOptionsOf(c),
+  host: c.HOST,
+  port: c.PORT,
+  maxMessageBytes: c.WS_MAX_MESSAGE_BYTES,
+  maxBackpressureBytes: c.WS_MAX_BACKPRESSURE_BYTES,
+  idleTimeoutS: c.WS_IDLE_TIMEOUT_S,
+  limits: {
+    maxInFlightUpdates: c.MAX_IN_FLIGHT_UPDATES,
+    maxQueuedBytes: c.MAX_QUEUED_UPDATE_BYTES,
+    keepaliveMs: c.KEEPALIVE_MS,
+    docLingerMs: c.DOC_LINGER_MS,
+    heartbeatMs: c.NODE_HEARTBEAT_MS,
+    nodeTimeoutMs: c.NODE_TIMEOUT_MS,
+    awarenessTimeoutMs: c.AWARENESS_TIMEOUT_MS,
+    syncThreads: c.SYNC_THREADS,
+    syncThreadAboveBytes: c.SYNC_THREAD_ABOVE_BYTES,
+    syncThreadIdleMs: c.SYNC_THREAD_IDLE_MS,
+  },
+})

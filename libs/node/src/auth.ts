@@ -1,10 +1,4 @@
-import {
-  createRemoteJWKSet,
-  importSPKI,
-  jwtVerify,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-} from 'jose'
+import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload } from 'jose'
 import { AppError } from '@streambed/common'
 
 export type Access = 'read' | 'write'
@@ -61,35 +55,45 @@ const grantFromClaims = (claims: JWTPayload, doc: string): Grant => {
   return { access, subject: claims.sub }
 }
 
-export const createAuthenticator = async (opts: AuthOptions): Promise<Authenticator> => {
-  if (opts.mode === 'none') {
-    return { authorize: () => Promise.resolve({ access: 'write', subject: undefined }) }
-  }
-  let key: Uint8Array | Awaited<ReturnType<typeof importSPKI>> | JWTVerifyGetKey
-  if (opts.secret) key = new TextEncoder().encode(opts.secret)
-  else if (opts.publicKey) {
-    try {
-      key = await importSPKI(opts.publicKey, opts.publicKeyAlg ?? 'RS256')
-    } catch (err) {
-      throw new AppError(
-        'CONFIG',
-        `AUTH_JWT_PUBLIC_KEY: not an SPKI PEM key for ${opts.publicKeyAlg ?? 'RS256'}`,
-        {
-          cause: err,
-        },
-      )
-    }
-  } else if (opts.jwksUrl) key = createRemoteJWKSet(new URL(opts.jwksUrl))
-  else
-    throw new AppError(
-      'CONFIG',
-      'AUTH_MODE=jwt needs AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL',
-    )
-
+/** A verifier for the configured key: a key, or a key resolver (JWKS), each its own overload. */
+const createVerifier = async (
+  opts: Extract<AuthOptions, { mode: 'jwt' }>,
+): Promise<(token: string) => Promise<JWTPayload>> => {
   const verifyOptions = {
     ...(opts.issuer ? { issuer: opts.issuer } : {}),
     ...(opts.audience ? { audience: opts.audience } : {}),
   }
+  if (opts.secret) {
+    const key = new TextEncoder().encode(opts.secret)
+    return async (token) => (await jwtVerify(token, key, verifyOptions)).payload
+  }
+  if (opts.publicKey) {
+    const alg = opts.publicKeyAlg ?? 'RS256'
+    let key: Awaited<ReturnType<typeof importSPKI>>
+    try {
+      key = await importSPKI(opts.publicKey, alg)
+    } catch (err) {
+      throw new AppError('CONFIG', `AUTH_JWT_PUBLIC_KEY: not an SPKI PEM key for ${alg}`, {
+        cause: err,
+      })
+    }
+    return async (token) => (await jwtVerify(token, key, verifyOptions)).payload
+  }
+  if (opts.jwksUrl) {
+    const getKey = createRemoteJWKSet(new URL(opts.jwksUrl))
+    return async (token) => (await jwtVerify(token, getKey, verifyOptions)).payload
+  }
+  throw new AppError(
+    'CONFIG',
+    'AUTH_MODE=jwt needs AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL',
+  )
+}
+
+export const createAuthenticator = async (opts: AuthOptions): Promise<Authenticator> => {
+  if (opts.mode === 'none') {
+    return { authorize: () => Promise.resolve({ access: 'write', subject: undefined }) }
+  }
+  const verify = await createVerifier(opts)
   return {
     authorize: async (token, doc) => {
       if (!token)
@@ -99,11 +103,7 @@ export const createAuthenticator = async (opts: AuthOptions): Promise<Authentica
         )
       let claims: JWTPayload
       try {
-        // Overloads differ for a key and a key resolver; both are valid here.
-        claims =
-          typeof key === 'function'
-            ? (await jwtVerify(token, key, verifyOptions)).payload
-            : (await jwtVerify(token, key, verifyOptions)).payload
+        claims = await verify(token)
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err)
         throw new AppError('UNAUTHORIZED', `invalid token: ${reason}`, { cause: err })

@@ -1,9 +1,14 @@
 import { CloseCode, type Logger } from '@streambed/common'
-import { encodeSyncUpdate, keepaliveMessage, type SyncBaseline } from '@streambed/protocol'
-import { type StreamEntry, type StreamId, ZERO_ID, compareIds } from '@streambed/streams'
+import {
+  encodePermissionDenied,
+  encodeSyncUpdate,
+  keepaliveMessage,
+  type SyncBaseline,
+} from '@streambed/protocol'
+import { type StreamEntry, type StreamId, ZERO_ID, compareIds, maxId } from '@streambed/streams'
 import type { Grant } from './auth.js'
 
-/** What the runtime needs from a WebSocket; uWebSockets.js in production, anything in tests. */
+/** What a connection needs from a WebSocket; uWebSockets.js in production, a fake in unit tests. */
 export interface SocketLike {
   /** Sends one binary message per element (corked together); returns false if any was dropped. */
   send(messages: readonly Uint8Array[]): boolean
@@ -12,14 +17,21 @@ export interface SocketLike {
 }
 
 /**
- * idle:    connected, no sync step 1 received yet; receives awareness only
- * syncing: reading storage + stream for the client's step 1; live entries are buffered
- * live:    receives every entry of the document except its own
+ * joining: no sync answered yet; live entries are buffered from the moment its first sync read
+ *          starts (`beginJoin`) until the answer is sent (`synced`)
+ * live:    receives every entry of the document except its own and those its sync covered
  * closed:  gone; every method is a no-op
  */
-export type ConnectionState = 'idle' | 'syncing' | 'live' | 'closed'
+export type ConnectionState = 'joining' | 'live' | 'closed'
 
-export interface ConnectionOptions {
+export interface ConnectionLimits {
+  /** Close (4508) when this many live entries wait for the first sync to finish. */
+  maxBufferedEntries: number
+  /** ... or when they amount to this many bytes. */
+  maxBufferedBytes: number
+}
+
+export interface ConnectionOptions extends ConnectionLimits {
   id: number
   /** `<nodeId>~<process token>`; the origin is `<originPrefix>/<id>`. */
   originPrefix: string
@@ -27,13 +39,87 @@ export interface ConnectionOptions {
   grant: Grant
   socket: SocketLike
   logger: Logger
-  /** Close the connection when this many live entries wait for a sync to finish. */
-  maxBufferedEntries: number
-  /** ... or when they amount to this many bytes. */
-  maxBufferedBytes: number
+  /** Called for every close the server initiates, with its code (metrics). */
   onServerClose: (code: number) => void
 }
 
+/**
+ * Step 1s of one connection: at most one sync read runs; step 1s arriving meanwhile are
+ * coalesced to the newest, answered when the running one ends. A client cannot queue up reads.
+ */
+class SyncRequests {
+  private running = false
+  private next: Uint8Array | null = null
+
+  /** True when the caller should run a sync for `stateVector` now; else it waits as the next. */
+  offer(stateVector: Uint8Array): boolean {
+    if (this.running) {
+      this.next = stateVector
+      return false
+    }
+    this.running = true
+    return true
+  }
+
+  /** The running sync ended: the state vector to run next (now running), or null (idle). */
+  done(): Uint8Array | null {
+    const next = this.next
+    this.next = null
+    this.running = next !== null
+    return next
+  }
+
+  clear(): void {
+    this.next = null
+  }
+}
+
+/**
+ * Appends of one connection: up to `max` in flight; beyond that, updates wait here and go out
+ * merged as one entry when a slot frees (see WritePath).
+ */
+class WriteSlots {
+  private inFlight = 0
+  private queue: Uint8Array[] = []
+  private bytes = 0
+
+  get queuedBytes(): number {
+    return this.bytes
+  }
+
+  /** Takes an append slot if fewer than `max` appends are in flight. */
+  tryAcquire(max: number): boolean {
+    if (this.inFlight >= max) return false
+    this.inFlight++
+    return true
+  }
+
+  /** Takes a slot whatever the limit (the queue's own flush). */
+  acquire(): void {
+    this.inFlight++
+  }
+
+  release(): void {
+    this.inFlight--
+  }
+
+  /** Queues an update until a slot frees; returns the bytes now queued. */
+  enqueue(update: Uint8Array): number {
+    this.queue.push(update)
+    this.bytes += update.length
+    return this.bytes
+  }
+
+  /** Removes and returns everything queued. */
+  takeQueued(): Uint8Array[] {
+    const queued = this.queue
+    this.queue = []
+    this.bytes = 0
+    return queued
+  }
+}
+
+/** One client socket on one document: its delivery state, sync requests and write slots. */
 export class Connection {
   readonly id: number
   /** Written into every stream entry this connection appends; used to avoid echoing it back. */
@@ -41,31 +127,24 @@ export class Connection {
   readonly doc: string
   readonly grant: Grant
   readonly logger: Logger
-  state: ConnectionState = 'idle'
-  /** Live entries that arrived while a sync read was in progress. */
+  readonly syncRequests = new SyncRequests()
+  readonly writes = new WriteSlots()
+  /** Awareness client ids this connection set, with their last clock. */
+  readonly awarenessClients = new Map<number, number>()
+  private stateValue: ConnectionState = 'joining'
+  private buffering = false
+  /** Live entries that arrived while the first sync read was in progress. */
   private buffer: StreamEntry[] = []
   private bufferedBytes = 0
-  /** Awareness client ids this connection announced, with their last clock. */
-  readonly awarenessClients = new Map<number, number>()
-  /** The highest stream id this connection's sync read covered; appends go above it. */
-  syncedUpTo: StreamId = ZERO_ID
-  /** Kept from our sync reply until the client's step 2 arrives (see `addsNothing`). */
-  baseline: SyncBaseline | null = null
-  baselineTimer: NodeJS.Timeout | undefined
-  /** Appends not yet acknowledged by Redis. */
-  inFlight = 0
-  /** Updates waiting for an append slot (see NodeRuntime.write). */
-  queued: Uint8Array[] = []
-  queuedBytes = 0
-  lastSentAt = Date.now()
-  /** A sync read is running for this connection. */
-  syncing = false
-  /** The newest state vector of a step 1 that arrived while a sync was running (coalesced). */
-  nextStateVector: Uint8Array | null = null
-  deniedWriteNotified = false
+  /** The highest stream id a sync answer covered; appends go above it, deliveries skip below. */
+  private syncedUpToValue: StreamId = ZERO_ID
+  /** Kept from our sync answer until the client's step 2 arrives (see `addsNothing`). */
+  private baseline: SyncBaseline | null = null
+  private baselineTimer: NodeJS.Timeout | undefined
+  private lastSentAt = Date.now()
+  private readOnlyNotified = false
   private readonly socket: SocketLike
-  private readonly maxBufferedEntries: number
-  private readonly maxBufferedBytes: number
+  private readonly limits: ConnectionLimits
   private readonly onServerClose: (code: number) => void
 
   constructor(opts: ConnectionOptions) {
@@ -75,15 +154,26 @@ export class Connection {
     this.grant = opts.grant
     this.socket = opts.socket
     this.logger = opts.logger
-    this.maxBufferedEntries = opts.maxBufferedEntries
-    this.maxBufferedBytes = opts.maxBufferedBytes
+    this.limits = {
+      maxBufferedEntries: opts.maxBufferedEntries,
+      maxBufferedBytes: opts.maxBufferedBytes,
+    }
     this.onServerClose = opts.onServerClose
   }
 
-  get closed(): boolean {
-    return this.state === 'closed'
+  get state(): ConnectionState {
+    return this.stateValue
   }
 
+  get closed(): boolean {
+    return this.stateValue === 'closed'
+  }
+
+  get syncedUpTo(): StreamId {
+    return this.syncedUpToValue
+  }
+
+  /** Sends `messages` in order; a socket that cannot take them is closed (4508). */
   send(messages: readonly Uint8Array[]): void {
     if (this.closed || messages.length === 0) return
     this.lastSentAt = Date.now()
@@ -96,50 +186,64 @@ export class Connection {
     if (now - this.lastSentAt >= quietMs) this.send([keepaliveMessage])
   }
 
-  /** Starts buffering live entries; called before the sync read begins. */
-  beginSync(): void {
-    if (this.state === 'idle') {
-      this.state = 'syncing'
+  /** Tells a read-only client, once, that its updates are not stored. */
+  notifyReadOnly(): void {
+    if (this.readOnlyNotified) return
+    this.readOnlyNotified = true
+    this.send([encodePermissionDenied('read-only access: updates are not stored')])
+  }
+
+  /** The first sync read is about to start: buffer live entries until it is answered. */
+  beginJoin(): void {
+    if (this.stateValue === 'joining' && !this.buffering) {
+      this.buffering = true
       this.buffer = []
     }
   }
 
   /**
-   * Ends a sync whose read covered every entry up to `upTo`: sends the buffered entries after it
-   * and switches to live delivery.
+   * A sync answer covering every entry up to `upTo` was sent. On the first one, sends the entries
+   * buffered meanwhile that it did not cover (not our own) and goes live.
    */
-  finishSync(upTo: StreamId, isAfter: (id: StreamId, ref: StreamId) => boolean): void {
-    if (this.state !== 'syncing') return
-    const pending = this.buffer.filter((e) => isAfter(e.id, upTo) && e.origin !== this.origin)
+  synced(upTo: StreamId): void {
+    if (this.closed) return
+    this.syncedUpToValue = maxId(this.syncedUpToValue, upTo)
+    if (this.stateValue !== 'joining' || !this.buffering) return
+    const pending = this.buffer.filter(
+      (e) => compareIds(e.id, upTo) > 0 && e.origin !== this.origin,
+    )
     this.buffer = []
     this.bufferedBytes = 0
-    this.state = 'live'
+    this.buffering = false
+    this.stateValue = 'live'
     this.send(pending.map((e) => encodeSyncUpdate(e.update)))
   }
 
   /** Delivers entries from the document's stream; `encoded[i]` is the message for `entries[i]`. */
   deliver(entries: readonly StreamEntry[], encoded: readonly Uint8Array[]): void {
-    if (this.state === 'syncing') {
+    if (this.stateValue === 'joining') {
+      if (!this.buffering) return
       this.buffer.push(...entries)
       for (const e of entries) this.bufferedBytes += e.update.length
       if (
-        this.buffer.length > this.maxBufferedEntries ||
-        this.bufferedBytes > this.maxBufferedBytes
+        this.buffer.length > this.limits.maxBufferedEntries ||
+        this.bufferedBytes > this.limits.maxBufferedBytes
       ) {
         this.close(CloseCode.slowConsumer, 'too many updates while syncing')
       }
-    } else if (this.state === 'live') {
+    } else if (this.stateValue === 'live') {
       const out: Uint8Array[] = []
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i] as StreamEntry
-        // Skip our own, and what the sync reply already carried (delivery may lag the read).
-        if (e.origin !== this.origin && compareIds(e.id, this.syncedUpTo) > 0)
+        // Skip our own, and what the sync answer already carried (delivery may lag the read).
+        if (e.origin !== this.origin && compareIds(e.id, this.syncedUpToValue) > 0)
           out.push(encoded[i] as Uint8Array)
       }
       this.send(out)
     }
   }
 
+  /** Keeps `baseline` for the client's step 2, at most `keepMs`. */
   setBaseline(baseline: SyncBaseline, keepMs: number): void {
     this.clearBaseline()
     this.baseline = baseline
@@ -147,7 +251,14 @@ export class Connection {
     this.baselineTimer.unref()
   }
 
-  clearBaseline(): void {
+  /** The baseline kept for the client's step 2, once (later calls get null). */
+  takeBaseline(): SyncBaseline | null {
+    const baseline = this.baseline
+    this.clearBaseline()
+    return baseline
+  }
+
+  private clearBaseline(): void {
     if (this.baselineTimer) clearTimeout(this.baselineTimer)
     this.baselineTimer = undefined
     this.baseline = null
@@ -162,11 +273,12 @@ export class Connection {
     this.socket.end(code, Buffer.from(reason).subarray(0, 123).toString())
   }
 
+  /** The socket is gone. Queued writes stay for the write path to flush. */
   markClosed(): void {
-    this.state = 'closed'
+    this.stateValue = 'closed'
     this.buffer = []
     this.bufferedBytes = 0
-    this.nextStateVector = null
+    this.syncRequests.clear()
     this.clearBaseline()
   }
 }

@@ -1,7 +1,6 @@
 export * from './auth.js'
 export * from './connection.js'
 export * from './metrics.js'
-export * from './read-path.js'
 export * from './runtime.js'
 export * from './server.js'
 export * from './uws.js'

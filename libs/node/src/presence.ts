@@ -1,6 +1,12 @@
 import { runLoop, type Logger, type Loop } from '@streambed/common'
-import { encodeAwarenessUpdate } from '@streambed/protocol'
+import {
+  decodeAwarenessUpdate,
+  encodeAwarenessMessage,
+  encodeAwarenessUpdate,
+  removalEntry,
+} from '@streambed/protocol'
 import { type AwarenessStore, type Keys, type Redis, heartbeat } from '@streambed/streams'
+import type { Connection } from './connection.js'
 
 export interface PresenceOptions {
   redis: Redis
@@ -18,8 +24,11 @@ export interface PresenceOptions {
 }
 
 /**
- * Awareness bookkeeping that spans nodes: a heartbeat in the node registry, the join snapshot of
- * states held by live nodes, and removal of states whose node died (announced to every node).
+ * Awareness (presence) of the clients on this node, cluster-wide: what a connection announces is
+ * stored and relayed to every node (awareness-set-1.lua; the relay reaches sockets through
+ * FanOut), a joiner gets a snapshot of the current states, a closing connection's states are
+ * removed. A heartbeat in the node registry lets every node remove the states of a node that died.
+ * Awareness is ephemeral: a failed relay is logged, and clients renew within 15 s.
  */
 export class Presence {
   /** Nodes the registry reports silent for longer than `nodeTimeoutMs`, as of the last heartbeat. */
@@ -28,6 +37,8 @@ export class Presence {
   private readonly swept = new Set<string>()
   private lastFullSweep = 0
   private loop: Loop | undefined
+  /** Removals not yet answered by Redis; awaited before the node closes. */
+  private readonly pending = new Set<Promise<unknown>>()
   private readonly opts: PresenceOptions
 
   constructor(opts: PresenceOptions) {
@@ -42,8 +53,52 @@ export class Presence {
     })
   }
 
-  async stop(): Promise<void> {
-    await this.loop?.stop()
+  /**
+   * An awareness message from `conn`. Throws BAD_MESSAGE when it does not decode (the caller
+   * closes the connection); the rest is asynchronous.
+   */
+  receive(conn: Connection, update: Uint8Array): void {
+    const entries = decodeAwarenessUpdate(update)
+    const { store, logger } = this.opts
+    // Only entries Redis accepted as news belong to this connection (clients echo others' states).
+    store
+      .publish(conn.doc, conn.origin, entries)
+      .then((accepted) => {
+        for (const e of accepted) {
+          if (e.state === 'null') conn.awarenessClients.delete(e.clientId)
+          else conn.awarenessClients.set(e.clientId, e.clock)
+        }
+        // The socket closed while this was in flight: its removal went out without these.
+        const late = accepted
+          .filter((e) => e.state !== 'null')
+          .map((e) => removalEntry(e.clientId, e.clock))
+        if (conn.closed && late.length > 0) return store.publish(conn.doc, conn.origin, late)
+      })
+      .catch((err: unknown) => logger.warn({ err, doc: conn.doc }, 'awareness relay failed'))
+  }
+
+  /** Sends `conn` every current state of its document (on open and on query-awareness). */
+  sendSnapshot(conn: Connection): void {
+    this.snapshot(conn.doc)
+      .then((update) => {
+        if (update) conn.send([encodeAwarenessMessage(update)])
+      })
+      .catch((err: unknown) =>
+        this.opts.logger.warn({ err, doc: conn.doc }, 'awareness snapshot failed'),
+      )
+  }
+
+  /** `conn` closed: its states are removed for everyone. */
+  left(conn: Connection): void {
+    if (conn.awarenessClients.size === 0) return
+    const entries = [...conn.awarenessClients].map(([client, clock]) => removalEntry(client, clock))
+    const removal = this.opts.store
+      .publish(conn.doc, conn.origin, entries)
+      .catch((err: unknown) =>
+        this.opts.logger.warn({ err, doc: conn.doc }, 'could not announce awareness removal'),
+      )
+    this.pending.add(removal)
+    void removal.finally(() => this.pending.delete(removal))
   }
 
   /** One heartbeat; exposed for tests. */
@@ -90,5 +145,11 @@ export class Presence {
         !this.dead.has(r.nodeId),
     )
     return current.length === 0 ? null : encodeAwarenessUpdate(current)
+  }
+
+  /** Stops the heartbeat and waits for announced removals. */
+  async stop(): Promise<void> {
+    await this.loop?.stop()
+    await Promise.allSettled([...this.pending])
   }
 }

@@ -1,0 +1,293 @@
+import { CloseCode, type Logger } from '@streambed/common'
+import { encodeAwarenessMessage, encodeSyncUpdate } from '@streambed/protocol'
+import {
+  type DocStreams,
+  type Keys,
+  type Redis,
+  type StreamEntry,
+  type StreamId,
+  ZERO_ID,
+  compareIds,
+  decodeChannelMessage,
+  hasHoleAfter,
+  readEpoch,
+  redisError,
+} from '@streambed/streams'
+import type { Connection } from './connection.js'
+import type { NodeMetrics } from './metrics.js'
+
+/**
+ * A document this node serves: its connections, one sharded pub/sub subscription, and `lastId`,
+ * the last stream entry delivered to the connections here.
+ */
+interface LiveDoc {
+  readonly name: string
+  readonly conns: Set<Connection>
+  lastId: StreamId
+  /** Resolves once subscribed and `lastId` is initialised; rejects if Redis failed. */
+  readonly ready: Promise<void>
+  /** Serialises doorbell handling and gap fills, so entries are delivered once and in order. */
+  chain: Promise<void>
+  lingerTimer: NodeJS.Timeout | undefined
+  retryTimer: NodeJS.Timeout | undefined
+}
+
+export interface FanOutOptions {
+  /** Command connection. */
+  redis: Redis
+  /** Dedicated connection for sharded pub/sub. */
+  subscriber: Redis
+  keys: Keys
+  streams: DocStreams
+  logger: Logger
+  metrics: NodeMetrics
+  /** Keep an empty document subscribed this long, so reconnects do not churn subscriptions. */
+  lingerMs: number
+  /** Delay before retrying a delivery that failed (Redis away); default 500 ms. */
+  retryMs?: number
+}
+
+/** After the subscriber reconnects, catch up again this much later (resubscription may lag). */
+const CATCH_UP_AGAIN_MS = [1000, 5000, 15_000]
+
+/**
+ * Delivery of a document's entries and awareness to the connections on this node: the only owner
+ * of subscriptions, doorbells, gap fills and the epoch check.
+ *
+ * Lua scripts ring a doorbell on the document's channel with every append, carrying the entry id,
+ * the id before it and (when small) the update. If `prev` equals `lastId` the update is delivered
+ * straight away; otherwise the gap is filled with one XRANGE after `lastId`. So each delivery
+ * costs O(1) Redis work per interested node, however many documents the node serves. Entries
+ * trimmed before this node delivered them, and a Redis that lost its data (the epoch changed),
+ * close the affected connections with 4509: the clients resync from storage.
+ */
+export class FanOut {
+  private readonly docs = new Map<string, LiveDoc>()
+  private readonly opts: FanOutOptions
+  private epoch: string | undefined
+  private subscriberConnectedOnce = false
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- event listener signatures vary
+  private readonly listeners: [Redis, string, (...args: any[]) => void][] = []
+
+  constructor(opts: FanOutOptions) {
+    this.opts = opts
+  }
+
+  /** Reads the epoch and starts listening to the subscriber. */
+  async start(): Promise<void> {
+    const { subscriber, redis, keys } = this.opts
+    this.epoch = await readEpoch(redis, keys)
+    this.on(subscriber, 'smessageBuffer', (channel: Buffer, message: Buffer) =>
+      this.onChannelMessage(channel, message),
+    )
+    this.on(subscriber, 'ready', () => {
+      if (this.subscriberConnectedOnce) {
+        // Doorbells rung while the subscriber was away are lost: read what we missed.
+        this.opts.logger.info('pub/sub reconnected; catching up on every open document')
+        this.catchUpAll()
+        for (const ms of CATCH_UP_AGAIN_MS) setTimeout(() => this.catchUpAll(), ms).unref()
+      }
+      this.subscriberConnectedOnce = true
+    })
+    if (subscriber.status === 'ready') this.subscriberConnectedOnce = true
+    this.on(redis, 'ready', () => void this.checkEpoch())
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- event listener signatures vary
+  private on(emitter: Redis, event: string, fn: (...args: any[]) => void): void {
+    emitter.on(event, fn)
+    this.listeners.push([emitter, event, fn])
+  }
+
+  /** Names of the documents served here. */
+  docNames(): string[] {
+    return [...this.docs.keys()]
+  }
+
+  /** The last entry id delivered here for `doc` (`0-0` when not served). */
+  lastId(doc: string): StreamId {
+    return this.docs.get(doc)?.lastId ?? ZERO_ID
+  }
+
+  /**
+   * Adds `conn` to its document, subscribing first if needed. Resolves once the document is
+   * subscribed (entries appended after that reach the connection); rejects if Redis failed.
+   */
+  join(conn: Connection): Promise<void> {
+    let doc = this.docs.get(conn.doc)
+    if (!doc) {
+      doc = this.open(conn.doc)
+    } else if (doc.lingerTimer) {
+      clearTimeout(doc.lingerTimer)
+      doc.lingerTimer = undefined
+    }
+    doc.conns.add(conn)
+    return doc.ready
+  }
+
+  /** The subscription of `doc` (see `join`), or undefined when `doc` is not served here. */
+  subscribed(doc: string): Promise<void> | undefined {
+    return this.docs.get(doc)?.ready
+  }
+
+  leave(conn: Connection): void {
+    const doc = this.docs.get(conn.doc)
+    if (!doc?.conns.delete(conn) || doc.conns.size > 0) return
+    doc.lingerTimer = setTimeout(() => {
+      if (doc.conns.size === 0 && this.docs.get(doc.name) === doc) void this.drop(doc)
+    }, this.opts.lingerMs)
+    doc.lingerTimer.unref()
+  }
+
+  private open(name: string): LiveDoc {
+    const { subscriber, redis, keys } = this.opts
+    let lastId: StreamId = ZERO_ID
+    const ready = (async () => {
+      try {
+        await subscriber.ssubscribe(keys.channel(name))
+        lastId = (await redis.hget(keys.meta(name), 'last')) ?? ZERO_ID
+      } catch (err) {
+        // ioredis would resubscribe a channel it once subscribed after every reconnect.
+        subscriber.sunsubscribe(keys.channel(name)).catch(() => undefined)
+        throw redisError(err, `subscribe to ${name}`)
+      }
+    })()
+    const doc: LiveDoc = {
+      name,
+      conns: new Set(),
+      lastId,
+      ready: ready.then(() => {
+        doc.lastId = lastId
+      }),
+      chain: Promise.resolve(),
+      lingerTimer: undefined,
+      retryTimer: undefined,
+    }
+    doc.chain = doc.ready.catch(() => {
+      // A document that failed to subscribe is dropped; its connections are closed by the runtime.
+      if (this.docs.get(name) === doc) this.docs.delete(name)
+    })
+    this.docs.set(name, doc)
+    this.opts.metrics.docsOpen.set(this.docs.size)
+    return doc
+  }
+
+  private async drop(doc: LiveDoc): Promise<void> {
+    this.docs.delete(doc.name)
+    this.opts.metrics.docsOpen.set(this.docs.size)
+    if (doc.retryTimer) clearTimeout(doc.retryTimer)
+    try {
+      await this.opts.subscriber.sunsubscribe(this.opts.keys.channel(doc.name))
+    } catch (err) {
+      this.opts.logger.warn({ err, doc: doc.name }, 'unsubscribe failed')
+    }
+  }
+
+  private onChannelMessage(channel: Buffer, message: Buffer): void {
+    const key = this.opts.keys.decode(channel.toString('utf8'))
+    if (key?.kind !== 'c') return
+    const doc = this.docs.get(key.doc)
+    if (!doc) return
+    const msg = decodeChannelMessage(message)
+    if (!msg) {
+      this.opts.logger.warn({ doc: key.doc }, 'undecodable channel message')
+      return
+    }
+    if (msg.kind === 'awareness') {
+      // Relayed to every connection including the sender, as the reference y-websocket server
+      // does: a client's own renewals keep its "no message received" watchdog quiet.
+      const out = [encodeAwarenessMessage(msg.update)]
+      for (const conn of doc.conns) conn.send(out)
+      this.opts.metrics.messagesSent.inc({ type: 'awareness' }, doc.conns.size)
+      return
+    }
+    this.enqueue(doc, async () => {
+      if (compareIds(msg.id, doc.lastId) <= 0) return
+      if (msg.update && msg.prev === doc.lastId) {
+        this.deliver(doc, [{ id: msg.id, update: msg.update, origin: msg.origin }])
+        return
+      }
+      this.opts.metrics.gapFills.inc()
+      await this.fill(doc)
+    })
+  }
+
+  /** Re-reads every document's tail after `lastId`, e.g. after the subscriber reconnected. */
+  catchUpAll(): void {
+    for (const doc of this.docs.values()) this.enqueue(doc, () => this.fill(doc))
+  }
+
+  private enqueue(doc: LiveDoc, task: () => Promise<void>): void {
+    doc.chain = doc.chain.then(task).catch((err: unknown) => {
+      // Redis failed mid-fill: try again shortly; the doorbell that triggered it may be lost.
+      this.opts.logger.warn({ err, doc: doc.name }, 'delivery failed; retrying')
+      if (!doc.retryTimer) {
+        doc.retryTimer = setTimeout(() => {
+          doc.retryTimer = undefined
+          if (this.docs.get(doc.name) === doc) this.enqueue(doc, () => this.fill(doc))
+        }, this.opts.retryMs ?? 500)
+        doc.retryTimer.unref()
+      }
+    })
+  }
+
+  private async fill(doc: LiveDoc): Promise<void> {
+    const tail = await this.opts.streams.readTail(doc.name, doc.lastId)
+    if (hasHoleAfter(doc.lastId, tail.trimmed)) {
+      // Entries this node never delivered were compacted and trimmed meanwhile (the node lagged
+      // longer than the minimum message lifetime). Clients must resync from storage.
+      this.opts.logger.warn(
+        { doc: doc.name, lastId: doc.lastId, trimmed: tail.trimmed },
+        'stream gap; resyncing clients',
+      )
+      for (const conn of doc.conns) conn.close(CloseCode.resync, 'missed updates; resync')
+      doc.lastId = tail.last
+      return
+    }
+    this.deliver(doc, tail.entries)
+  }
+
+  private deliver(doc: LiveDoc, entries: readonly StreamEntry[]): void {
+    const last = entries[entries.length - 1]
+    if (!last) return
+    doc.lastId = last.id
+    const encoded = entries.map((e) => encodeSyncUpdate(e.update))
+    for (const conn of doc.conns) conn.deliver(entries, encoded)
+    this.opts.metrics.messagesSent.inc({ type: 'update' }, entries.length * doc.conns.size)
+  }
+
+  /**
+   * Redis lost its data if the epoch changed (restart without persistence, FLUSHALL, failover to
+   * an empty replica): every client must resend what it has, so every connection is closed 4509.
+   */
+  async checkEpoch(): Promise<void> {
+    try {
+      const epoch = await readEpoch(this.opts.redis, this.opts.keys)
+      if (this.epoch !== undefined && epoch !== this.epoch) {
+        this.opts.logger.error(
+          { was: this.epoch, now: epoch },
+          'Redis lost its data (epoch changed); resyncing every client',
+        )
+        for (const doc of this.docs.values()) {
+          for (const conn of doc.conns) conn.close(CloseCode.resync, 'server state reset; resync')
+          doc.lastId = ZERO_ID
+        }
+      }
+      this.epoch = epoch
+    } catch (err) {
+      this.opts.logger.warn({ err }, 'epoch check failed')
+    }
+  }
+
+  /** Stops delivering: timers cleared, listeners removed, in-flight deliveries awaited. */
+  async close(): Promise<void> {
+    for (const [emitter, event, fn] of this.listeners) emitter.off(event, fn)
+    const docs = [...this.docs.values()]
+    for (const doc of docs) {
+      if (doc.lingerTimer) clearTimeout(doc.lingerTimer)
+      if (doc.retryTimer) clearTimeout(doc.retryTimer)
+    }
+    this.docs.clear()
+    await Promise.allSettled(docs.map((d) => d.chain))
+  }
+}
