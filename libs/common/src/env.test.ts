@@ -10,6 +10,7 @@ import {
   envOptional,
   envString,
   envUrl,
+  parseDuration,
   parseEnv,
 } from './env.js'
 
@@ -311,5 +312,20 @@ describe('parseEnv', () => {
       })
     expect(parseEnv(refined, { A: '1', B: '2' })).toEqual({ A: 1, B: 2 })
     expect(problemsOf(refined, { A: '3' })).toEqual(['  configuration: A must not exceed B'])
+  })
+})
+
+describe('parseDuration', () => {
+  it('reads durations with a unit, and plain milliseconds', () => {
+    expect(parseDuration('500ms')).toBe(500)
+    expect(parseDuration('90s')).toBe(90_000)
+    expect(parseDuration('30m')).toBe(1_800_000)
+    expect(parseDuration('24h')).toBe(86_400_000)
+    expect(parseDuration('1.5d')).toBe(129_600_000)
+    expect(parseDuration('250')).toBe(250)
+  })
+
+  it.each(['', 'h', '-5m', '5 minutes', '3w'])('rejects %j', (raw) => {
+    expect(parseDuration(raw)).toBeUndefined()
   })
 })

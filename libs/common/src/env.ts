@@ -166,3 +166,18 @@ export const defaultProcessId = (tag = ''): string =>
   `${hostname()
     .replace(/[^A-Za-z0-9_.-]/g, '-')
     .slice(0, 40)}-${tag}${Math.random().toString(36).slice(2, 8)}`
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+}
+
+/** `500ms`, `90s`, `30m`, `24h`, `7d` or plain milliseconds, in ms; undefined when malformed. */
+export const parseDuration = (raw: string): number | undefined => {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(raw.trim())
+  if (!m) return undefined
+  return Math.round(Number(m[1]) * (DURATION_UNITS[m[2] ?? 'ms'] ?? 1))
+}

@@ -27,6 +27,12 @@ export const CloseCode = {
   resync: 4509,
   /** The client sends faster than updates can be appended. */
   tooManyInFlight: 4529,
+  /** The client sent more messages or bytes per second than WS_MAX_*_PER_SECOND allow. */
+  rateLimited: 4429,
+  /** The token's `exp` passed: reconnect with a fresh token. */
+  tokenExpired: 4410,
+  /** The token was revoked (`streambed revoke`): reconnect with a fresh token. */
+  tokenRevoked: 4411,
 } as const
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode]
 
@@ -98,6 +104,18 @@ export const errorCatalogue = {
     closeCode: CloseCode.resync,
     exitCode: 70,
     description: 'entries needed for a consistent read were trimmed meanwhile',
+  },
+  TOO_MANY_CONNECTIONS: {
+    httpStatus: 503,
+    closeCode: CloseCode.unavailable,
+    exitCode: 75,
+    description: 'the node or the document has as many sockets as MAX_CONNECTIONS allows',
+  },
+  RATE_LIMITED: {
+    httpStatus: 429,
+    closeCode: CloseCode.rateLimited,
+    exitCode: 75,
+    description: 'more messages, bytes or requests per second than the configured limits allow',
   },
   OVERLOADED: {
     httpStatus: 429,

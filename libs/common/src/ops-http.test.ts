@@ -44,6 +44,12 @@ describe('answerOps', () => {
     expect(JSON.parse(threw?.body ?? '')).toMatchObject({ reason: 'storage down' })
   })
 
+  it('without full access refuses /metrics and shows /readyz without details', async () => {
+    expect((await answerOps('GET', '/metrics', ops(), { full: false }))?.status).toBe(401)
+    const ready = await answerOps('GET', '/readyz', ops(), { full: false })
+    expect(JSON.parse(ready?.body ?? '')).toEqual({ status: 'ready' })
+  })
+
   it('is 500 when metrics fail, and null for other paths and methods', async () => {
     const failed = await answerOps(
       'GET',

@@ -35,12 +35,16 @@ export const opsPaths = ['/healthz', '/readyz', '/metrics'] as const
 /**
  * The answer to `GET <path>` for an operations path, or null for any other request (the caller
  * routes it on). Failures of `readiness` or `metrics` become 503 / 500 answers, never throws.
+ * `full: false` (a caller without the metrics token): /metrics is refused (401) and /readyz
+ * shows its status without details.
  */
 export const answerOps = async (
   method: string,
   path: string,
   ops: OpsEndpoints,
+  opts: { full?: boolean } = {},
 ): Promise<OpsAnswer | null> => {
+  const full = opts.full ?? true
   if (method.toUpperCase() !== 'GET') return null
   switch (path) {
     case '/healthz':
@@ -48,9 +52,10 @@ export const answerOps = async (
     case '/readyz': {
       try {
         const r = await ops.readiness()
+        const details = full ? r.details : {}
         return r.ready
-          ? json(200, { status: 'ready', ...r.details })
-          : json(503, { status: 'not ready', reason: r.reason ?? 'not ready', ...r.details })
+          ? json(200, { status: 'ready', ...details })
+          : json(503, { status: 'not ready', reason: r.reason ?? 'not ready', ...details })
       } catch (err) {
         return json(503, {
           status: 'not ready',
@@ -59,6 +64,10 @@ export const answerOps = async (
       }
     }
     case '/metrics':
+      if (!full) {
+        const message = 'metrics need Authorization: Bearer <METRICS_TOKEN>'
+        return json(401, { error: { code: 'UNAUTHORIZED', message } })
+      }
       try {
         const m = await ops.metrics()
         return { status: 200, contentType: m.contentType, body: m.text }

@@ -5,6 +5,7 @@ import {
   addsNothing,
   createSyncBaseline,
   equalBytes,
+  inspectUpdate,
   isEmptyUpdate,
   mergeAll,
   validateUpdate,
@@ -123,6 +124,75 @@ describe('validateUpdate', () => {
     const err = appErrorOf(() => validateUpdate(withTrailing))
     expect(err.code).toBe('BAD_MESSAGE')
     expect(err.message).toBe('payload is not a valid Yjs update: 4 trailing bytes')
+  })
+})
+
+describe('inspectUpdate', () => {
+  const typed = (clientId: number, edits: (doc: Y.Doc) => void) => {
+    const doc = docWithId(clientId)
+    const updates = recordUpdates(doc)
+    edits(doc)
+    return updates
+  }
+
+  it('gives each client its run of clocks, and whether the update deletes', () => {
+    const [insert] = typed(5555, (d) => d.getText('t').insert(0, 'AAAA'))
+    expect(inspectUpdate(insert!)).toEqual({
+      clients: new Map([[5555, [{ from: 0, to: 4 }]]]),
+      hasDeletes: false,
+    })
+    const doc = docWithId(7)
+    Y.applyUpdate(doc, insert!)
+    const [deletion] = typed(8, () => undefined)
+    expect(deletion).toBeUndefined()
+    const updates = recordUpdates(doc)
+    doc.getText('t').delete(0, 2)
+    expect(inspectUpdate(updates[0]!)).toEqual({ clients: new Map(), hasDeletes: true })
+  })
+
+  it('lists several clients of a merged update, and splits a client at a gap', () => {
+    const ada = typed(1, (d) => {
+      d.getText('t').insert(0, 'ab')
+      d.getText('t').insert(2, 'c')
+      d.getText('t').insert(3, 'de')
+    })
+    const [bob] = typed(2, (d) => d.getMap('m').set('k', 1))
+    const merged = Y.mergeUpdates([ada[0]!, ada[2]!, bob!])
+    expect(inspectUpdate(merged).clients).toEqual(
+      new Map([
+        [2, [{ from: 0, to: 1 }]],
+        [
+          1,
+          [
+            { from: 0, to: 2 },
+            { from: 3, to: 5 },
+          ],
+        ],
+      ]),
+    )
+  })
+
+  it('rejects an update naming one client in two sections', () => {
+    const [evil] = typed(5555, (d) => d.getMap('m').set('k', 'evil'))
+    const [text] = typed(5555, (d) => d.getText('t').insert(0, 'AAAA'))
+    // [2 clients][section of evil][section of text][empty delete set]
+    const twice = new Uint8Array([2, ...evil!.slice(1, -1), ...text!.slice(1, -1), 0])
+    expect(appErrorOf(() => inspectUpdate(twice)).message).toMatch(
+      /client 5555 appears in two sections/,
+    )
+    // Two sections that continue each other: Y.applyUpdate would keep only the second.
+    const ada = typed(1, (d) => {
+      d.getText('t').insert(0, 'a')
+      d.getText('t').insert(1, 'b')
+    })
+    const adjacent = new Uint8Array([2, ...ada[0]!.slice(1, -1), ...ada[1]!.slice(1, -1), 0])
+    expect(appErrorOf(() => inspectUpdate(adjacent)).message).toMatch(
+      /2 sections declared, 1 found/,
+    )
+  })
+
+  it('rejects what validateUpdate rejects', () => {
+    expect(appErrorOf(() => inspectUpdate(new Uint8Array([1, 2, 3]))).code).toBe('BAD_MESSAGE')
   })
 })
 

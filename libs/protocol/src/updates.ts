@@ -16,24 +16,78 @@ class TrackingDecoder extends Y.UpdateDecoderV1 {
   }
 }
 
+/** Clocks `from` (inclusive) to `to` (exclusive) of one client, held by consecutive structs. */
+export interface ClockRun {
+  readonly from: number
+  readonly to: number
+}
+
+/** What an update holds, by the ids of its structs (Yjs names content by client and clock). */
+export interface UpdateShape {
+  /** Per client, the runs of clocks its structs cover, ascending; gaps (Skip structs) split runs. */
+  readonly clients: ReadonlyMap<number, readonly ClockRun[]>
+  /** Whether the update deletes anything. */
+  readonly hasDeletes: boolean
+}
+
+const bad = (reason: string, cause?: unknown) =>
+  new AppError('BAD_MESSAGE', `payload is not a valid Yjs update: ${reason}`, { cause })
+
 /**
- * Throws `AppError('BAD_MESSAGE')` unless `update` decodes completely as a Yjs v1 update: every
- * struct and the delete set, and nothing after them (Y.decodeUpdate alone ignores trailing bytes).
+ * Decodes `update` completely as a Yjs v1 update and returns its shape. Throws
+ * `AppError('BAD_MESSAGE')` unless every struct and the delete set decode and nothing follows them
+ * (Y.decodeUpdate alone ignores trailing bytes), and on what Yjs would decode but cannot apply
+ * consistently: a client's structs in two sections (Y.applyUpdate keeps only the last, a merge
+ * keeps both) and structs of length zero.
  */
-export const validateUpdate = (update: Uint8Array): void => {
+export const inspectUpdate = (update: Uint8Array): UpdateShape => {
   lastDecoder = null
+  let decoded: { structs: { id: Y.ID; length: number }[]; ds: { clients: Map<number, unknown> } }
   try {
-    Y.decodeUpdateV2(update, TrackingDecoder)
+    decoded = Y.decodeUpdateV2(update, TrackingDecoder)
   } catch (err) {
     throw new AppError('BAD_MESSAGE', 'payload is not a valid Yjs update', { cause: err })
   }
   const decoder = lastDecoder as decoding.Decoder | null
   if (decoder && decoding.hasContent(decoder)) {
-    throw new AppError(
-      'BAD_MESSAGE',
-      `payload is not a valid Yjs update: ${update.length - decoder.pos} trailing bytes`,
-    )
+    throw bad(`${update.length - decoder.pos} trailing bytes`)
   }
+  const clients = new Map<number, ClockRun[]>()
+  let runs: ClockRun[] = []
+  let sections = 0
+  let client = -1
+  let end = -1
+  for (const struct of decoded.structs) {
+    const { clock } = struct.id
+    // Within a section, each struct starts where the previous one ended (Skips included).
+    if (struct.id.client !== client || clock !== end) {
+      client = struct.id.client
+      if (clients.has(client)) throw bad(`client ${client} appears in two sections`)
+      sections++
+      runs = []
+      clients.set(client, runs)
+    }
+    if (struct.length <= 0) throw bad(`struct ${client}:${clock} has length ${struct.length}`)
+    end = clock + struct.length
+    if (struct instanceof Y.Skip) continue
+    const last = runs[runs.length - 1]
+    if (last && last.to === clock) runs[runs.length - 1] = { from: last.from, to: end }
+    else runs.push({ from: clock, to: end })
+  }
+  // The header's section count; a client in two adjacent sections, or an empty section, shows as
+  // a difference (Y.applyUpdate would keep only a client's last section).
+  const declared = decoding.readVarUint(decoding.createDecoder(update))
+  if (declared !== sections) throw bad(`${declared} sections declared, ${sections} found`)
+  for (const [client, clientRuns] of clients) if (clientRuns.length === 0) clients.delete(client)
+  return { clients, hasDeletes: decoded.ds.clients.size > 0 }
+}
+
+/**
+ * Throws `AppError('BAD_MESSAGE')` unless `update` is a Yjs v1 update the node accepts (see
+ * inspectUpdate).
+ */
+export const validateUpdate = (update: Uint8Array): void => {
+  inspectUpdate(update)
 }
 
 /** An update with no structs and no deletions. */
@@ -93,4 +147,38 @@ export const mergeAll = (parts: readonly Uint8Array[]): Uint8Array => {
     level = next
   }
   return level[0] as Uint8Array
+}
+
+/**
+ * The next clock of each client in a document made of `parts` (storage state and stream entries):
+ * one past the highest clock any part holds. Streambed keeps a document's clocks gap-free, so this
+ * is also what the document has (the clock map append-3.lua keeps, seeded from here).
+ */
+export const nextClocks = (parts: readonly Uint8Array[]): Map<number, number> => {
+  const next = new Map<number, number>()
+  for (const part of parts) {
+    for (const [client, runs] of inspectUpdate(part).clients) {
+      const to = runs[runs.length - 1]?.to ?? 0
+      if (to > (next.get(client) ?? 0)) next.set(client, to)
+    }
+  }
+  return next
+}
+
+/** `update` without the structs whose clocks are below `next` of their client (known already). */
+export const withoutKnown = (update: Uint8Array, next: ReadonlyMap<number, number>): Uint8Array =>
+  Y.diffUpdate(update, Y.encodeStateVector(next as Map<number, number>))
+
+/** Whether no client's clocks are held by two of `shapes` (their updates then merge safely). */
+export const disjointShapes = (shapes: readonly UpdateShape[]): boolean => {
+  const seen = new Map<number, ClockRun[]>()
+  for (const shape of shapes) {
+    for (const [client, runs] of shape.clients) {
+      const before = seen.get(client) ?? []
+      for (const r of runs)
+        if (before.some((b) => r.from < b.to && b.from < r.to)) return false
+      seen.set(client, [...before, ...runs])
+    }
+  }
+  return true
 }

@@ -12,9 +12,22 @@ ARGV[4]  inline limit: the doorbell carries the update when #ARGV[1] <= this
 ARGV[5]  document name (written into the task)
 ARGV[6]  floor: the new id must be above it ("0-0" for none); the caller passes the highest id it
          knows the document reached, e.g. the watermark its storage read returned
+ARGV[7]  number of clock claims n (0 when the update holds no structs)
+ARGV[8..] n triples: client, from, to: the update holds the clocks from..to-1 of the client and
+         nothing else of it (from "-1": the caller needs the document's clocks, the claim fails)
 
 returns  { id, prev, newTask }  id of the new entry, id of the entry before it ("0-0" if none),
          1 if this call created the compaction task, else 0
+         { "seed" }             the document's clock map is missing: seed it (seed-clocks-1.lua)
+         { "clocks", client, next, ... }  some claim's `from` is not the client's next clock:
+                                nothing was appended; `next` of every claimed client follows
+
+Clock map (meta fields "k:<client>" = the client's next clock, "clocks" = "1" once seeded). Yjs
+names content by client and clock, and applying an update skips ids the document has (the first
+content wins) while merging updates does not: so a document's stream never holds one id twice.
+Each client's clocks in storage + stream are exactly 0..next-1; an update is appended only when,
+for each of its clients, it starts at `next` (the caller strips known clocks and retries).
+Clocks are compared and stored as the caller's decimal strings (Lua numbers print with 14 digits).
 
 Doorbell (SPUBLISH on ARGV[3]):  "u <id> <prev> <origin> <i|r>\n<update if i>"
   i = the update follows inline, r = read it with XRANGE.
@@ -28,6 +41,21 @@ caller's floor (which covers a lost or expired meta hash: readers skip ids <= th
 
 local stream, meta, queue = KEYS[1], KEYS[2], KEYS[3]
 local update, origin, channel, inlineLimit, doc = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+
+local claims = tonumber(ARGV[7] or '0')
+if claims > 0 then
+  if redis.call('HEXISTS', meta, 'clocks') == 0 then return { 'seed' } end
+  local known = { 'clocks' }
+  local mismatch = false
+  for i = 0, claims - 1 do
+    local client, from = ARGV[8 + 3 * i], ARGV[9 + 3 * i]
+    local next = redis.call('HGET', meta, 'k:' .. client) or '0'
+    if next ~= from then mismatch = true end
+    known[#known + 1] = client
+    known[#known + 1] = next
+  end
+  if mismatch then return known end
+end
 
 local prev = redis.call('HGET', meta, 'last') or '0-0'
 -- floor = max(prev, ARGV[6])
@@ -45,6 +73,9 @@ else
 end
 
 redis.call('HSET', meta, 'last', id)
+for i = 0, claims - 1 do
+  redis.call('HSET', meta, 'k:' .. ARGV[8 + 3 * i], ARGV[10 + 3 * i])
+end
 redis.call('PERSIST', meta)
 
 local newTask = 0

@@ -7,7 +7,8 @@ import { isAppError, nextId } from '@streambed/common'
 import { type DocStorage, createFsStorage } from '@streambed/storage'
 import { captureUpdate, uniquePrefix, useRedisServer } from '@streambed/testing'
 import { readDocument, partsOf } from './doc-read.js'
-import { type DocStreams, createDocStreams } from './doc-streams.js'
+import { createDocStreams } from './doc-streams.js'
+import type { DocStreams } from './tail.js'
 import { type Keys, createKeys } from './keys.js'
 
 const fx = useRedisServer()
@@ -33,7 +34,7 @@ describe('readDocument', () => {
 
   it('reads the stream alone when nothing is stored, up to the last entry', async () => {
     await streams.append('d', insert('a'), 'n/1')
-    const { id } = await streams.append('d', insert('b'), 'n/1')
+    const { id } = (await streams.append('d', insert('b'), 'n/1'))!
     const read = await readDocument(storage, streams, 'd')
     expect(read.stored).toBeNull()
     expect(read.tail.entries).toHaveLength(2)
@@ -42,9 +43,9 @@ describe('readDocument', () => {
   })
 
   it('puts the stored state first and reads only entries after its watermark', async () => {
-    const first = await streams.append('d', insert('x'), 'n/1')
+    const first = (await streams.append('d', insert('x'), 'n/1'))!
     await storage.compareAndSet('d', null, { state: insert('x'), watermark: first.id })
-    const second = await streams.append('d', insert('y'), 'n/1')
+    const second = (await streams.append('d', insert('y'), 'n/1'))!
     const read = await readDocument(storage, streams, 'd')
     expect(read.stored?.watermark).toBe(first.id)
     expect(read.tail.entries.map((e) => e.id)).toEqual([second.id])
@@ -59,8 +60,8 @@ describe('readDocument', () => {
   })
 
   it('loads storage again when entries after the watermark were trimmed meanwhile', async () => {
-    const a = await streams.append('d', insert('a'), 'n/1')
-    const b = await streams.append('d', insert('b'), 'n/1')
+    const a = (await streams.append('d', insert('a'), 'n/1'))!
+    const b = (await streams.append('d', insert('b'), 'n/1'))!
     await storage.compareAndSet('d', null, { state: insert('a'), watermark: a.id })
     let loads = 0
     const read = await readDocument(storage, streams, 'd', {

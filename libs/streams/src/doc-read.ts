@@ -1,5 +1,5 @@
 import { AppError, type StreamId, ZERO_ID, guarded, maxId } from '@streambed/common'
-import { type DocStreams, type TailRead, hasHoleAfter } from './doc-streams.js'
+import { type DocStreams, type TailRead, hasHoleAfter } from './tail.js'
 
 /** A document's compacted state as storage returns it (structurally `StoredDoc`). */
 export interface StoredState {

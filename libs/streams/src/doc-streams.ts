@@ -1,51 +1,77 @@
 import type { Redis } from 'ioredis'
+import { AppError, guarded, maxId, sleep, ZERO_ID } from '@streambed/common'
+import { inspectUpdate, nextClocks, type UpdateShape, withoutKnown } from '@streambed/protocol'
+import { partsOf, readDocument, type StateLoader } from './doc-read.js'
 import type { Keys } from './keys.js'
 import { shardOf } from './keys.js'
 import { scripts } from './scripts.js'
-import { compareIds, guarded, maxId, nextId, ZERO_ID, type StreamId } from '@streambed/common'
-
-export interface StreamEntry {
-  readonly id: StreamId
-  readonly update: Uint8Array
-  /** `<nodeId>/<connectionId>` of the writer, `''` if unknown. */
-  readonly origin: string
-}
-
-export interface TailRead {
-  /** Every entry with a smaller id is gone from the stream (`0-0`: nothing ever trimmed). */
-  readonly trimmed: StreamId
-  /** Id of the last entry ever appended (`0-0`: none). */
-  readonly last: StreamId
-  /** Entries after the requested id, oldest first. */
-  readonly entries: StreamEntry[]
-}
-
-export interface AppendResult {
-  readonly id: StreamId
-  readonly prev: StreamId
-  readonly newTask: boolean
-}
+import type { AppendResult, DocStreams, StreamEntry } from './tail.js'
 
 export interface DocStreamsOptions {
   redis: Redis
   keys: Keys
   /** Number of task queue shards; must be the same for every process. */
   queueShards: number
+  /**
+   * The document storage, read to seed a document's clock map (see append-3.lua). Without one,
+   * documents are taken to have nothing in storage: for tests and benchmarks only.
+   */
+  storage?: StateLoader
   /** Doorbells carry updates up to this size inline; default 64 KiB. */
   inlineLimitBytes?: number
   /** Entries fetched per XRANGE page; default 1000. */
   pageSize?: number
+  /** First wait for a gap before an update to fill (doubling each attempt); default 5 ms. */
+  gapWaitMs?: number
 }
 
-export interface DocStreams {
-  /**
-   * Appends an update; resolves once Redis has it. Its id will be above `floor` (default none):
-   * pass the highest id known for the document, e.g. the watermark of the last storage read.
-   * Throws `AppError('REDIS_UNAVAILABLE')`.
-   */
-  append(doc: string, update: Uint8Array, origin: string, floor?: StreamId): Promise<AppendResult>
-  /** Reads every entry after `after` with the trim marker read atomically with the first page. */
-  readTail(doc: string, after: StreamId): Promise<TailRead>
+/**
+ * Attempts of one append. Each failed attempt means the document's clocks moved: ids to strip,
+ * or a gap before the update's first clock that an append still in flight (the same writer's
+ * previous update, pipelined) is about to fill; gaps wait `GAP_WAIT_MS * 2^attempt` between
+ * attempts, about 5 s in all, before the update is refused.
+ */
+const APPEND_ATTEMPTS = 10
+const GAP_WAIT_MS = 5
+/** Lifetime of a meta hash that seeding created, until an append makes it persistent. */
+const SEEDED_META_TTL_MS = 3_600_000
+
+/**
+ * The clock claims of an update for append-3.lua: per client, the one run of clocks it holds.
+ * A client with a gap claims from "-1", which never matches: the script answers with the
+ * document's clocks, against which the gap is judged.
+ */
+const claimsOf = (shape: UpdateShape): string[] => {
+  const args: string[] = []
+  for (const [client, runs] of shape.clients) {
+    const first = runs[0] as { from: number; to: number }
+    const single = runs.length === 1
+    args.push(String(client), single ? String(first.from) : '-1', String(runs[runs.length - 1]?.to))
+  }
+  return args
+}
+
+/**
+ * The refusal of an update that would leave a gap in the document's clocks (which later writers
+ * could fill with other content, see append-3.lua), or null when every client of `shape` starts
+ * at its next clock in `known` with one run.
+ */
+const gapIn = (
+  doc: string,
+  shape: UpdateShape,
+  known: ReadonlyMap<number, number>,
+): AppError | null => {
+  for (const [client, runs] of shape.clients) {
+    const next = known.get(client) ?? 0
+    if (runs.length !== 1 || runs[0]?.from !== next) {
+      return new AppError(
+        'BAD_MESSAGE',
+        `update skips clocks of client ${client} in ${doc}: the document has clocks below ${next}, ` +
+          `the update holds ${runs.map((r) => `${r.from}..${r.to - 1}`).join(', ')}`,
+      )
+    }
+  }
+  return null
 }
 
 type RawEntry = [Buffer, Buffer[]]
@@ -63,17 +89,77 @@ const parseEntry = ([id, fields]: RawEntry): StreamEntry => {
 
 export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
   const { redis, keys } = opts
+  const storage: StateLoader = opts.storage ?? { load: () => Promise.resolve(null) }
   const inlineLimit = opts.inlineLimitBytes ?? 64 * 1024
   const pageSize = opts.pageSize ?? 1000
+  const gapWaitMs = opts.gapWaitMs ?? GAP_WAIT_MS
 
-  const append: DocStreams['append'] = (doc, update, origin, floor = ZERO_ID) =>
+  /** One attempt: appended, or what the script needs first (a seeded map, other clocks). */
+  const tryAppend = async (
+    doc: string,
+    update: Uint8Array,
+    origin: string,
+    floor: string,
+    shape: UpdateShape,
+  ): Promise<AppendResult | 'seed' | Map<number, number>> => {
+    const claims = claimsOf(shape)
+    const reply = (await scripts.append.run(
+      redis,
+      [keys.stream(doc), keys.meta(doc), keys.queue(shardOf(doc, opts.queueShards))],
+      [update, origin, keys.channel(doc), inlineLimit, doc, floor, claims.length / 3, ...claims],
+    )) as Buffer[]
+    const kind = String(reply[0])
+    if (kind === 'seed') return 'seed'
+    if (kind === 'clocks') {
+      const known = new Map<number, number>()
+      for (let i = 1; i + 1 < reply.length; i += 2)
+        known.set(Number(reply[i]), Number(reply[i + 1]))
+      return known
+    }
+    return { id: kind, prev: String(reply[1]), newTask: Number(reply[2]) === 1 }
+  }
+
+  /**
+   * Seeds the clock map from storage + stream (nothing is appended until it is seeded). Appends
+   * waiting for one document share one seed and then retry in the order they were made.
+   */
+  const seeding = new Map<string, Promise<void>>()
+  const seed = (doc: string): Promise<void> => {
+    let running = seeding.get(doc)
+    if (!running) {
+      running = (async () => {
+        const read = await readDocument(storage, streams, doc)
+        const pairs: string[] = []
+        for (const [client, next] of nextClocks(partsOf(read)))
+          pairs.push(String(client), String(next))
+        await scripts.seedClocks.run(redis, [keys.meta(doc)], [SEEDED_META_TTL_MS, ...pairs])
+      })().finally(() => seeding.delete(doc))
+      seeding.set(doc, running)
+    }
+    return running
+  }
+
+  const append: DocStreams['append'] = (doc, update, origin, appendOpts = {}) =>
     guarded('REDIS_UNAVAILABLE', `append to ${doc}`, async () => {
-      const reply = (await scripts.append.run(
-        redis,
-        [keys.stream(doc), keys.meta(doc), keys.queue(shardOf(doc, opts.queueShards))],
-        [update, origin, keys.channel(doc), inlineLimit, doc, floor],
-      )) as [Buffer, Buffer, number]
-      return { id: reply[0].toString(), prev: reply[1].toString(), newTask: reply[2] === 1 }
+      const floor = appendOpts.floor ?? ZERO_ID
+      let shape = appendOpts.shape ?? inspectUpdate(update)
+      let gap: AppError | null = null
+      for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
+        if (shape.clients.size === 0 && !shape.hasDeletes) return null
+        if (gap) await sleep(gapWaitMs * 2 ** attempt)
+        const outcome = await tryAppend(doc, update, origin, floor, shape)
+        if (outcome === 'seed') await seed(doc)
+        else if (outcome instanceof Map) {
+          // The document has some of these ids (their first content stays): keep what is new.
+          update = withoutKnown(update, outcome)
+          shape = inspectUpdate(update)
+          gap = gapIn(doc, shape, outcome)
+        } else return outcome
+      }
+      throw (
+        gap ??
+        new AppError('OVERLOADED', `concurrent writers keep appending the same ids to ${doc}`)
+      )
     })
 
   const readTail: DocStreams['readTail'] = (doc, after) =>
@@ -108,13 +194,6 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
       return { trimmed, last, entries }
     })
 
-  return { append, readTail }
+  const streams: DocStreams = { append, readTail }
+  return streams
 }
-
-/**
- * True when entries after `watermark` may be missing from a read whose trim marker is `trimmed`
- * (entries below `trimmed` are gone): storage must be reloaded, since a worker persists a watermark
- * before it trims up to it.
- */
-export const hasHoleAfter = (watermark: StreamId, trimmed: StreamId): boolean =>
-  trimmed !== ZERO_ID && compareIds(trimmed, nextId(watermark)) > 0

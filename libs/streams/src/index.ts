@@ -1,6 +1,7 @@
 export * from './keys.js'
 export * from './redis.js'
 export * from './channel.js'
+export * from './tail.js'
 export * from './doc-streams.js'
 export * from './doc-read.js'
 export * from './awareness-store.js'
@@ -19,3 +20,4 @@ export {
   nextId,
   parseStreamId,
 } from '@streambed/common'
+export * from './revocations.js'

@@ -10,6 +10,9 @@
  *   <prefix>:v1:{q<n>}:delayed   sorted set of tasks waiting for their due time (shard n)
  *   <prefix>:v1:nodes            sorted set: server node id -> last heartbeat (Redis time, ms)
  *   <prefix>:v1:epoch            random value written once; its loss means Redis lost its data
+ *   <prefix>:v1:revoked:<kind>:<value>   Redis time (ms) tokens were revoked at (kind sub, jti,
+ *                                doc), with a TTL: tokens issued before it are refused
+ *   <prefix>:v1:revocations      pub/sub channel: revocations, so nodes close matching sockets
  *
  * Every key of one document carries the hash tag `{<doc>}` so that a Redis Cluster keeps them in one
  * slot and Lua scripts may touch them together. Document names never contain braces.
@@ -30,6 +33,8 @@ export interface Keys {
   delayed(shard: number): string
   readonly nodes: string
   readonly epoch: string
+  revoked(kind: 'sub' | 'jti' | 'doc', value: string): string
+  readonly revocations: string
   /** Glob matching every document stream key (for SCAN). */
   readonly streamPattern: string
   /** Inverse of the per-document builders; `null` for keys that are not document keys. */
@@ -54,6 +59,8 @@ export const createKeys = (prefix: string): Keys => {
     delayed: (shard) => `${base}{q${shard}}:delayed`,
     nodes: `${base}nodes`,
     epoch: `${base}epoch`,
+    revoked: (kind, value) => `${base}revoked:${kind}:${value}`,
+    revocations: `${base}revocations`,
     streamPattern: `${base}{*}:s`,
     decode: (key) => {
       if (!key.startsWith(`${base}{`)) return null

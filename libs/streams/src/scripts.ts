@@ -104,4 +104,5 @@ export const scripts = {
   promote: loadScript('promote-2.lua'),
   settle: loadScript('settle-2.lua'),
   finish: loadScript('finish-2.lua'),
+  seedClocks: loadScript('seed-clocks-1.lua'),
 } as const

@@ -20,8 +20,8 @@ const setup = async (shards = 2) => {
 describe('task queue', () => {
   it('creates one task per document however many appends, with the first entry as token', async () => {
     const { streams, queue, keys } = await setup()
-    const first = await streams.append('doc-a', update('1'), 'n/1')
-    const second = await streams.append('doc-a', update('2'), 'n/1')
+    const first = (await streams.append('doc-a', update('1'), 'n/1'))!
+    const second = (await streams.append('doc-a', update('2'), 'n/1'))!
     expect(first.newTask).toBe(true)
     expect(second.newTask).toBe(false)
     const tasks = await queue.read('w1', 10, 100)
@@ -81,8 +81,8 @@ describe('task queue', () => {
 describe('finish', () => {
   it('trims what storage holds, keeps younger entries, and marks the trim point', async () => {
     const { streams, queue, keys } = await setup()
-    const a = await streams.append('doc', update('a'), 'n/1')
-    const b = await streams.append('doc', update('b'), 'n/1')
+    const a = (await streams.append('doc', update('a'), 'n/1'))!
+    const b = (await streams.append('doc', update('b'), 'n/1'))!
     // Stored up to a, lifetime 0: only a goes; b is after X, so the document is dirty.
     expect(await queue.finish('doc', a.id, a.id, 0, 60_000)).toEqual({ kind: 'dirty' })
     expect((await fx.admin.xrange(keys.stream('doc'), '-', '+')).map(([id]) => id)).toEqual([b.id])
@@ -107,22 +107,22 @@ describe('finish', () => {
   it("puts new ids above the caller's floor even when Redis' clock is behind it", async () => {
     const { streams } = await setup()
     const future = `${Date.now() + 3_600_000}-7`
-    const a = await streams.append('floored', update('a'), 'n/1', future)
+    const a = (await streams.append('floored', update('a'), 'n/1', { floor: future }))!
     expect(a.id).toBe(future.replace(/-7$/, '-8'))
-    const b = await streams.append('floored', update('b'), 'n/1')
+    const b = (await streams.append('floored', update('b'), 'n/1'))!
     expect(compareIds(b.id, a.id)).toBeGreaterThan(0)
     expect(b.prev).toBe(a.id)
   })
 
   it('never leaves a document with entries but no task (append after the stream was deleted)', async () => {
     const { streams, queue, keys } = await setup()
-    const a = await streams.append('doc', update('a'), 'n/1')
+    const a = (await streams.append('doc', update('a'), 'n/1'))!
     await queue.read('w', 10, 100)
     // An entry is trimmed once strictly older than the lifetime (here 0): let a millisecond pass.
     await new Promise((r) => setTimeout(r, 5))
     expect(await queue.finish('doc', a.id, a.id, 0, 60_000)).toEqual({ kind: 'done' })
     // The write that lands right after the deletion makes a new task and keeps ids increasing.
-    const b = await streams.append('doc', update('b'), 'n/1')
+    const b = (await streams.append('doc', update('b'), 'n/1'))!
     expect(b.newTask).toBe(true)
     expect(b.prev).toBe(a.id)
     expect(await fx.admin.hget(keys.meta('doc'), 'task')).toBe(b.id)

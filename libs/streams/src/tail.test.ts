@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { hasHoleAfter } from './doc-streams.js'
+import { hasHoleAfter } from './tail.js'
 
 describe('hasHoleAfter', () => {
   it('no hole when nothing was ever trimmed', () => {

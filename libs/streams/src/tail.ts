@@ -1,0 +1,59 @@
+import { compareIds, nextId, type StreamId, ZERO_ID } from '@streambed/common'
+import type { UpdateShape } from '@streambed/protocol'
+
+/** What a document's stream holds and how it is read and appended to (see doc-streams.ts). */
+export interface StreamEntry {
+  readonly id: StreamId
+  readonly update: Uint8Array
+  /** `<nodeId>/<connectionId>` of the writer, `''` if unknown. */
+  readonly origin: string
+}
+
+export interface TailRead {
+  /** Every entry with a smaller id is gone from the stream (`0-0`: nothing ever trimmed). */
+  readonly trimmed: StreamId
+  /** Id of the last entry ever appended (`0-0`: none). */
+  readonly last: StreamId
+  /** Entries after the requested id, oldest first. */
+  readonly entries: StreamEntry[]
+}
+
+export interface AppendResult {
+  readonly id: StreamId
+  readonly prev: StreamId
+  readonly newTask: boolean
+}
+
+export interface AppendOptions {
+  /** The new id will be above it: the highest id the caller knows the document reached. */
+  floor?: StreamId
+  /** `inspectUpdate(update)`, when the caller has it already (saves a decode). */
+  shape?: UpdateShape
+}
+
+export interface DocStreams {
+  /**
+   * Appends what `update` adds to the document; resolves once Redis has it, or with null when it
+   * adds nothing (every struct's id is known and it deletes nothing). Structs whose ids the
+   * document has are stripped first: the first content of an id wins, as Yjs applies updates.
+   * Throws `AppError('BAD_MESSAGE')` for an update that skips clocks of a client (it cannot be
+   * stored without a gap), `OVERLOADED` when concurrent writers of the same ids keep winning,
+   * `REDIS_UNAVAILABLE` and `STORAGE_UNAVAILABLE` (seeding the clock map reads storage).
+   */
+  append(
+    doc: string,
+    update: Uint8Array,
+    origin: string,
+    opts?: AppendOptions,
+  ): Promise<AppendResult | null>
+  /** Reads every entry after `after` with the trim marker read atomically with the first page. */
+  readTail(doc: string, after: StreamId): Promise<TailRead>
+}
+
+/**
+ * True when entries after `watermark` may be missing from a read whose trim marker is `trimmed`
+ * (entries below `trimmed` are gone): storage must be reloaded, since a worker persists a watermark
+ * before it trims up to it.
+ */
+export const hasHoleAfter = (watermark: StreamId, trimmed: StreamId): boolean =>
+  trimmed !== ZERO_ID && compareIds(trimmed, nextId(watermark)) > 0
