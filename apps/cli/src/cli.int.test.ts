@@ -5,7 +5,7 @@ import { cliArgs, cliDir, spawnNode } from './testing/nodes.js'
 const run = (args: string[], env: Record<string, string>) =>
   startProcess(process.execPath, [...cliArgs(args[0] ?? 'help'), ...args.slice(1)], {
     cwd: cliDir,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', AUTH_MODE: 'none', ...env },
   })
 
 it('explains in one line how to get a Redis when none answers', async () => {
@@ -45,6 +45,12 @@ it('names every bad variable and exits with 78', async () => {
   expect(text).toContain('PORT: expected an integer 0..65535, got "eighty"')
   expect(text).toContain('STORAGE: expected one of fs')
   expect(text).toContain('REDIS_URL: expected a URL like redis://')
+})
+
+it('refuses to start a server node until AUTH_MODE is chosen', async () => {
+  const proc = run(['server'], { AUTH_MODE: '' })
+  expect(await proc.exited).toBe(78)
+  expect(proc.output.join('\n')).toContain('AUTH_MODE: is required; expected one of none | jwt')
 })
 
 it('rejects an unknown command with the usage text', async () => {

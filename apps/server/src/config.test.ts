@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { AppError, type Env } from '@streambed/common'
-import { parseServerConfig } from './config.js'
+import { allowedOriginsOf, parseServerConfig } from './config.js'
 
 /** The problem lines of the AppError('CONFIG') that parsing `env` throws. */
 const problemsOf = (env: Env): string[] => {
@@ -57,6 +57,16 @@ describe('parseServerConfig', () => {
       SYNC_THREADS: 1,
       SYNC_THREAD_ABOVE_BYTES: 256 * 1024,
       SYNC_THREAD_IDLE_MS: 10_000,
+      AWARENESS_MAX_STATE_BYTES: 64 * 1024,
+      AWARENESS_MAX_CLIENTS_PER_SOCKET: 8,
+      WS_MAX_MESSAGES_PER_SECOND: 300,
+      WS_MAX_BYTES_PER_SECOND: 16 * 1024 * 1024,
+      MAX_CONNECTIONS: 20_000,
+      MAX_CONNECTIONS_PER_DOC: 2_000,
+      HTTP_MAX_REQUESTS_PER_SECOND: 100,
+      METRICS_PORT: -1,
+      METRICS_TOKEN: undefined,
+      ALLOWED_ORIGINS: undefined,
       DATABASE_URL: undefined,
       DATABASE_POOL_MAX: 10,
       S3_BUCKET: undefined,
@@ -67,6 +77,28 @@ describe('parseServerConfig', () => {
       S3_SECRET_ACCESS_KEY: undefined,
       S3_PREFIX: '',
     })
+  })
+
+  it('needs AUTH_MODE chosen when asked to (streambed server)', () => {
+    expect(() => parseServerConfig({}, { requireAuthMode: true })).toThrow(
+      /AUTH_MODE: is required; expected one of none \| jwt/,
+    )
+    expect(parseServerConfig({ AUTH_MODE: 'none' }, { requireAuthMode: true }).AUTH_MODE).toBe(
+      'none',
+    )
+  })
+
+  it('reads ALLOWED_ORIGINS as a list, * as any, and names a malformed one', () => {
+    const origins = (v: string) => allowedOriginsOf(parseServerConfig({ ALLOWED_ORIGINS: v }))
+    expect(origins('https://a.example, http://localhost:5173/')).toEqual([
+      'https://a.example',
+      'http://localhost:5173',
+    ])
+    expect(origins('*')).toBe('*')
+    expect(allowedOriginsOf(parseServerConfig({}))).toBeNull()
+    expect(() => parseServerConfig({ ALLOWED_ORIGINS: 'a.example' })).toThrow(
+      /ALLOWED_ORIGINS: expected \* or a comma-separated list of origins/,
+    )
   })
 
   it('treats empty variables as unset', () => {

@@ -5,8 +5,14 @@ export type Access = 'read' | 'write'
 
 export interface Grant {
   readonly access: Access
-  /** `sub` claim of the token, for logs. */
+  /** `sub` claim of the token (logs, revocation, awareness ownership). */
   readonly subject: string | undefined
+  /** The token's `exp` in ms: its socket is closed then (4410). */
+  readonly expiresAtMs?: number
+  /** The token's `iat` in ms: revocations at or after it refuse the token. */
+  readonly issuedAtMs?: number
+  /** The token's `jti`: `streambed revoke --token-id` names it. */
+  readonly tokenId?: string
 }
 
 export interface Authenticator {
@@ -52,7 +58,13 @@ const grantFromClaims = (claims: JWTPayload, doc: string): Grant => {
   if (access !== 'read' && access !== 'write') {
     throw new AppError('FORBIDDEN', `token claim "access" must be "read" or "write"`)
   }
-  return { access, subject: claims.sub }
+  return {
+    access,
+    subject: claims.sub,
+    ...(typeof claims.exp === 'number' ? { expiresAtMs: claims.exp * 1000 } : {}),
+    ...(typeof claims.iat === 'number' ? { issuedAtMs: claims.iat * 1000 } : {}),
+    ...(typeof claims.jti === 'string' ? { tokenId: claims.jti } : {}),
+  }
 }
 
 /** A verifier for the configured key: a key, or a key resolver (JWKS), each its own overload. */

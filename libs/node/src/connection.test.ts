@@ -112,8 +112,12 @@ describe('Connection', () => {
     const { conn } = connect()
     expect(conn.writes.tryAcquire(1)).toBe(true)
     expect(conn.writes.tryAcquire(1)).toBe(false)
-    expect(conn.writes.enqueue(new Uint8Array(10))).toBe(10)
-    expect(conn.writes.enqueue(new Uint8Array(5))).toBe(15)
+    const queued = (bytes: number) => ({
+      update: new Uint8Array(bytes),
+      shape: { clients: new Map(), hasDeletes: false },
+    })
+    expect(conn.writes.enqueue(queued(10))).toBe(10)
+    expect(conn.writes.enqueue(queued(5))).toBe(15)
     expect(conn.writes.takeQueued()).toHaveLength(2)
     expect(conn.writes.queuedBytes).toBe(0)
     expect(conn.writes.takeQueued()).toHaveLength(0)

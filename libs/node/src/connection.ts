@@ -4,8 +4,16 @@ import {
   encodeSyncUpdate,
   keepaliveMessage,
   type SyncBaseline,
+  type UpdateShape,
 } from '@streambed/protocol'
-import { type StreamEntry, type StreamId, ZERO_ID, compareIds, maxId } from '@streambed/streams'
+import {
+  type StreamEntry,
+  type StreamId,
+  ZERO_ID,
+  compareIds,
+  maxId,
+  subjectTag,
+} from '@streambed/streams'
 import type { Grant } from './auth.js'
 
 /** What a connection needs from a WebSocket; uWebSockets.js in production, a fake in unit tests. */
@@ -74,13 +82,19 @@ class SyncRequests {
   }
 }
 
+/** A validated update and its shape (see inspectUpdate). */
+export interface QueuedUpdate {
+  readonly update: Uint8Array
+  readonly shape: UpdateShape
+}
+
 /**
  * Appends of one connection: up to `max` in flight; beyond that, updates wait here and go out
  * merged as one entry when a slot frees (see WritePath).
  */
 class WriteSlots {
   private inFlight = 0
-  private queue: Uint8Array[] = []
+  private queue: QueuedUpdate[] = []
   private bytes = 0
 
   get queuedBytes(): number {
@@ -104,20 +118,22 @@ class WriteSlots {
   }
 
   /** Queues an update until a slot frees; returns the bytes now queued. */
-  enqueue(update: Uint8Array): number {
-    this.queue.push(update)
-    this.bytes += update.length
+  enqueue(item: QueuedUpdate): number {
+    this.queue.push(item)
+    this.bytes += item.update.length
     return this.bytes
   }
 
   /** Removes and returns everything queued. */
-  takeQueued(): Uint8Array[] {
+  takeQueued(): QueuedUpdate[] {
     const queued = this.queue
     this.queue = []
     this.bytes = 0
     return queued
   }
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** One client socket on one document: its delivery state, sync requests and write slots. */
 export class Connection {
@@ -126,6 +142,8 @@ export class Connection {
   readonly origin: string
   readonly doc: string
   readonly grant: Grant
+  /** Tag of the token's subject in awareness records (same user, same tag; `-`: anonymous). */
+  readonly subjectTag: string
   readonly logger: Logger
   readonly syncRequests = new SyncRequests()
   readonly writes = new WriteSlots()
@@ -143,6 +161,7 @@ export class Connection {
   private baselineTimer: NodeJS.Timeout | undefined
   private lastSentAt = Date.now()
   private readOnlyNotified = false
+  private expiryTimer: NodeJS.Timeout | undefined
   private readonly socket: SocketLike
   private readonly limits: ConnectionLimits
   private readonly onServerClose: (code: number) => void
@@ -152,6 +171,7 @@ export class Connection {
     this.origin = `${opts.originPrefix}/${opts.id}`
     this.doc = opts.doc
     this.grant = opts.grant
+    this.subjectTag = subjectTag(opts.grant.subject)
     this.socket = opts.socket
     this.logger = opts.logger
     this.limits = {
@@ -159,6 +179,21 @@ export class Connection {
       maxBufferedBytes: opts.maxBufferedBytes,
     }
     this.onServerClose = opts.onServerClose
+    if (opts.grant.expiresAtMs !== undefined) this.expireAt(opts.grant.expiresAtMs)
+  }
+
+  /** Closes the connection (4410) when its token expires; never synchronously. */
+  private expireAt(atMs: number): void {
+    const delay = Math.max(0, atMs - Date.now())
+    // setTimeout holds at most 2^31-1 ms (~24.8 days); a longer wait is taken in steps.
+    this.expiryTimer = setTimeout(
+      () => {
+        if (delay > MAX_TIMER_MS) this.expireAt(atMs)
+        else this.close(CloseCode.tokenExpired, 'token expired; reconnect with a fresh token')
+      },
+      Math.min(delay, MAX_TIMER_MS),
+    )
+    this.expiryTimer.unref()
   }
 
   get state(): ConnectionState {
@@ -276,6 +311,7 @@ export class Connection {
   /** The socket is gone. Queued writes stay for the write path to flush. */
   markClosed(): void {
     this.stateValue = 'closed'
+    clearTimeout(this.expiryTimer)
     this.buffer = []
     this.bufferedBytes = 0
     this.syncRequests.clear()

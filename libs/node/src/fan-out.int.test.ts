@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { CloseCode, nextId, silentLogger } from '@streambed/common'
 import { encodeAwarenessUpdate } from '@streambed/protocol'
 import { type Keys, createDocStreams, createKeys } from '@streambed/streams'
-import { uniquePrefix, useRedisServer } from '@streambed/testing'
+import { captureUpdate, uniquePrefix, useRedisServer } from '@streambed/testing'
 import { FanOut } from './fan-out.js'
 import { createNodeMetrics } from './metrics.js'
 import { fakeConnection } from './testing/fake-socket.js'
@@ -54,7 +54,8 @@ const setup = async () => {
   return { keys, streams, fanOut, connect, gapFills }
 }
 
-const bytes = (...b: number[]) => new Uint8Array(b)
+/** Real updates, one per mark, so that each can be told apart where it is delivered. */
+const marks = Array.from({ length: 8 }, (_, i) => captureUpdate((d) => d.getMap('m').set('k', i)))
 
 /** Adds an entry to the stream the way append-3.lua does, but without ringing the doorbell. */
 const appendSilently = async (keys: Keys, doc: string, update: Uint8Array) => {
@@ -68,33 +69,34 @@ describe('FanOut', () => {
     const { streams, connect } = await setup()
     const a = await connect()
     const b = await connect()
-    for (let i = 0; i < 5; i++) await streams.append('d', bytes(0, i), a.conn.origin)
+    for (let i = 0; i < 5; i++) await streams.append('d', marks[i]!, a.conn.origin)
     await vi.waitFor(() => expect(b.socket.updates()).toHaveLength(5))
-    expect(b.socket.updates().map((u) => u[1])).toEqual([0, 1, 2, 3, 4])
+    expect(b.socket.updates()).toEqual(marks.slice(0, 5))
     expect(a.socket.updates()).toHaveLength(0)
   })
 
   it('fills a gap with one read when a doorbell does not follow the last delivered entry', async () => {
     const { keys, streams, connect, gapFills } = await setup()
     const { socket } = await connect()
-    await appendSilently(keys, 'd', bytes(0, 1))
-    await appendSilently(keys, 'd', bytes(0, 2))
-    await streams.append('d', bytes(0, 3), 'x/2')
+    await appendSilently(keys, 'd', marks[1]!)
+    await appendSilently(keys, 'd', marks[2]!)
+    await streams.append('d', marks[3]!, 'x/2')
     await vi.waitFor(() => expect(socket.updates()).toHaveLength(3))
-    expect(socket.updates().map((u) => u[1])).toEqual([1, 2, 3])
+    expect(socket.updates()).toEqual(marks.slice(1, 4))
     expect(await gapFills()).toBe(1)
   })
 
   it('closes with 4509 when entries it never delivered were trimmed', async () => {
     const { keys, streams, connect } = await setup()
+    await streams.append('d', marks[0]!, 'x/0')
     const a = await connect()
     const b = await connect()
-    await appendSilently(keys, 'd', bytes(0, 1))
-    const second = await appendSilently(keys, 'd', bytes(0, 2))
+    await appendSilently(keys, 'd', marks[1]!)
+    const second = await appendSilently(keys, 'd', marks[2]!)
     // A worker compacted both and trimmed them before this node read them.
     await fx.admin.xtrim(keys.stream('d'), 'MINID', nextId(second))
     await fx.admin.hset(keys.meta('d'), 'trimmed', nextId(second))
-    await streams.append('d', bytes(0, 3), 'x/2')
+    await streams.append('d', marks[3]!, 'x/2')
     await vi.waitFor(() => expect(a.socket.ended?.code).toBe(CloseCode.resync))
     expect(b.socket.ended?.code).toBe(CloseCode.resync)
   })
@@ -119,9 +121,9 @@ describe('FanOut', () => {
   it('catches up on entries whose doorbells were missed', async () => {
     const { keys, fanOut, connect } = await setup()
     const { socket } = await connect()
-    await appendSilently(keys, 'd', bytes(0, 7))
+    await appendSilently(keys, 'd', marks[7]!)
     fanOut.catchUpAll()
-    await vi.waitFor(() => expect(socket.updates()).toEqual([bytes(0, 7)]))
+    await vi.waitFor(() => expect(socket.updates()).toEqual([marks[7]]))
   })
 
   it('relays awareness from the channel to every connection of the document', async () => {

@@ -125,6 +125,11 @@ export class FanOut {
     return doc.ready
   }
 
+  /** Connections of `doc` on this node. */
+  connectionCount(doc: string): number {
+    return this.docs.get(doc)?.conns.size ?? 0
+  }
+
   /** The subscription of `doc` (see `join`), or undefined when `doc` is not served here. */
   subscribed(doc: string): Promise<void> | undefined {
     return this.docs.get(doc)?.ready

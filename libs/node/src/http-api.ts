@@ -1,50 +1,92 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
-import { AppError, answerOps, type OpsEndpoints, opsPaths } from '@streambed/common'
+import { AppError, answerOps, type OpsEndpoints } from '@streambed/common'
 import { mergeAll } from '@streambed/protocol'
 import { partsOf } from '@streambed/streams'
-import type { Grant } from './auth.js'
+import type { Admission } from './admission.js'
 import { createReply, readBody, type Reply, tokenFrom } from './http.js'
+import type { NodeMetrics } from './metrics.js'
+import type { KeyedBuckets } from './rate-limit.js'
 import type { NodeRuntime } from './runtime.js'
 
-export interface HttpApiOptions {
-  runtime: NodeRuntime
+/**
+ * Who sees the operations endpoints in full (`/metrics`, `/readyz` details): everyone, only
+ * callers with `Authorization: Bearer <token>`, or nobody on this port (a METRICS_PORT serves them).
+ */
+export type OpsAccess = { kind: 'open' } | { kind: 'token'; token: string } | { kind: 'elsewhere' }
+
+export interface OpsRoutesOptions {
   ops: OpsEndpoints
-  authorize: (path: string, token: string | undefined) => Promise<{ doc: string; grant: Grant }>
+  access: OpsAccess
   onHttpError: (err: unknown, status: number) => void
+}
+
+export interface HttpApiOptions extends OpsRoutesOptions {
+  runtime: NodeRuntime
+  admission: Admission
+  metrics: NodeMetrics
+  /** Requests per second per client address. */
+  buckets: KeyedBuckets
   /** Largest accepted request body. */
   maxBodyBytes: number
 }
 
-/**
- * The HTTP routes of a node, on the WebSocket port: the operations endpoints (answerOps) and the
- * document API under `/docs/<name>` (GET: the document as one Yjs update; POST: append an update),
- * with the same authorisation as sockets. Errors become statuses in `Reply.error` only.
- */
-export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
-  const { runtime } = opts
-  const route = (
-    res: HttpResponse,
-    req: HttpRequest,
-    handle: (reply: Reply, path: string, token: string | undefined) => Promise<void>,
-  ) => {
-    const path = req.getUrl().slice('/docs/'.length)
-    const token = tokenFrom(req.getHeader('authorization'), req.getQuery())
-    const reply = createReply(res, opts.onHttpError)
-    handle(reply, path, token).catch((err: unknown) => reply.error(err))
-  }
-
-  for (const path of opsPaths) {
-    app.get(path, (res) => {
+/** `/healthz`, `/readyz` and (unless served elsewhere) `/metrics` on `app`. */
+export const mountOpsRoutes = (app: TemplatedApp, opts: OpsRoutesOptions): void => {
+  const { access } = opts
+  const paths =
+    access.kind === 'elsewhere' ? ['/healthz', '/readyz'] : ['/healthz', '/readyz', '/metrics']
+  for (const path of paths) {
+    app.get(path, (res, req) => {
+      const full =
+        access.kind === 'open' ||
+        (access.kind === 'token' && tokenFrom(req.getHeader('authorization'), '') === access.token)
       const reply = createReply(res, opts.onHttpError)
-      void answerOps('GET', path, opts.ops).then((a) => {
+      void answerOps('GET', path, opts.ops, { full }).then((a) => {
         if (a) reply.send(a.status, a.body, { 'content-type': a.contentType })
       })
     })
   }
+}
+
+/**
+ * The HTTP routes of a node, on the WebSocket port: the operations endpoints and the document API
+ * under `/docs/<name>` (GET: the document as one Yjs update; POST: append an update), admitted as
+ * sockets are (origin, token, revocation) and limited per client address. With ALLOWED_ORIGINS,
+ * allowed browser origins get CORS headers. Errors become statuses in `Reply.error` only.
+ */
+export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
+  const { runtime, admission } = opts
+  mountOpsRoutes(app, opts)
+
+  const route = (
+    res: HttpResponse,
+    req: HttpRequest,
+    handle: (
+      reply: Reply,
+      path: string,
+      token: string | undefined,
+      origin: string,
+    ) => Promise<void>,
+  ) => {
+    const path = req.getUrl().slice('/docs/'.length)
+    const token = tokenFrom(req.getHeader('authorization'), req.getQuery())
+    const origin = req.getHeader('origin')
+    const address = Buffer.from(res.getRemoteAddressAsText()).toString()
+    const reply = createReply(res, opts.onHttpError, corsHeaders(admission, origin))
+    const waitMs = opts.buckets.take(address)
+    if (waitMs > 0) {
+      opts.metrics.httpRateLimited.inc()
+      const why = 'more requests per second than HTTP_MAX_REQUESTS_PER_SECOND allows'
+      return reply.error(new AppError('RATE_LIMITED', why), {
+        'retry-after': String(Math.ceil(waitMs / 1000)),
+      })
+    }
+    handle(reply, path, token, origin).catch((err: unknown) => reply.error(err))
+  }
 
   app.get('/docs/*', (res, req) =>
-    route(res, req, async (reply, path, token) => {
-      const { doc } = await opts.authorize(path, token)
+    route(res, req, async (reply, path, token, origin) => {
+      const { doc } = await admission.request(path, token, origin)
       const read = await runtime.readState(doc)
       reply.send(200, mergeAll(partsOf(read)), {
         'content-type': 'application/octet-stream',
@@ -56,13 +98,25 @@ export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
   app.post('/docs/*', (res, req) => {
     // The body is read from the start of the handler: uWS delivers it only to a synchronous onData.
     const body = readBody(res, opts.maxBodyBytes)
-    // Handled below after authorisation; marked handled now in case it fails first (too large).
+    // Handled below after admission; marked handled now in case it fails first (too large).
     body.catch(() => undefined)
-    route(res, req, async (reply, path, token) => {
-      const { doc, grant } = await opts.authorize(path, token)
+    route(res, req, async (reply, path, token, origin) => {
+      const { doc, grant } = await admission.request(path, token, origin)
       if (grant.access !== 'write') throw new AppError('FORBIDDEN', 'token grants read access only')
       const result = await runtime.appendUpdate(doc, await body)
       reply.json(200, { appended: result !== null, id: result?.id ?? null })
+    })
+  })
+
+  app.options('/docs/*', (res, req) => {
+    const origin = req.getHeader('origin')
+    const reply = createReply(res, opts.onHttpError, corsHeaders(admission, origin))
+    if (!admission.originAllowed(origin))
+      return reply.error(new AppError('FORBIDDEN', `origin ${origin} is not in ALLOWED_ORIGINS`))
+    reply.send(204, '', {
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-headers': 'authorization, content-type',
+      'access-control-max-age': '600',
     })
   })
 
@@ -70,4 +124,16 @@ export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
     const what = `${req.getMethod().toUpperCase()} ${req.getUrl()}`
     createReply(res, opts.onHttpError).error(new AppError('NOT_FOUND', `no route for ${what}`))
   })
+}
+
+/** CORS headers for a browser origin ALLOWED_ORIGINS lets use the API (none otherwise). */
+const corsHeaders = (admission: Admission, origin: string): Record<string, string> => {
+  const allowed = admission.corsOrigin(origin)
+  return allowed === null
+    ? {}
+    : {
+        'access-control-allow-origin': allowed,
+        'access-control-expose-headers': 'x-streambed-up-to',
+        vary: 'origin',
+      }
 }

@@ -8,8 +8,8 @@ import { AppError, describeError } from '@streambed/common'
 export interface Reply {
   readonly aborted: boolean
   send(status: number, body: string | Uint8Array, headers?: Record<string, string>): void
-  json(status: number, value: unknown): void
-  error(err: unknown): void
+  json(status: number, value: unknown, headers?: Record<string, string>): void
+  error(err: unknown, headers?: Record<string, string>): void
 }
 
 const statusText: Record<number, string> = {
@@ -26,9 +26,11 @@ const statusText: Record<number, string> = {
   503: 'Service Unavailable',
 }
 
+/** `always` headers go on every response (CORS). */
 export const createReply = (
   res: HttpResponse,
   onError: (err: unknown, status: number) => void,
+  always: Record<string, string> = {},
 ): Reply => {
   let aborted = false
   res.onAborted(() => {
@@ -43,17 +45,17 @@ export const createReply = (
       aborted = true
       res.cork(() => {
         res.writeStatus(`${status} ${statusText[status] ?? ''}`.trim())
-        for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v)
+        for (const [k, v] of Object.entries({ ...always, ...headers })) res.writeHeader(k, v)
         res.end(body)
       })
     },
-    json(status, value) {
-      reply.send(status, JSON.stringify(value), { 'content-type': 'application/json' })
+    json(status, value, headers = {}) {
+      reply.send(status, JSON.stringify(value), { 'content-type': 'application/json', ...headers })
     },
-    error(err) {
+    error(err, headers = {}) {
       const d = describeError(err)
       onError(err, d.httpStatus)
-      reply.json(d.httpStatus, { error: { code: d.code, message: d.message } })
+      reply.json(d.httpStatus, { error: { code: d.code, message: d.message } }, headers)
     },
   }
   return reply

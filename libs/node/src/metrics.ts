@@ -59,6 +59,17 @@ export const createNodeMetrics = (registry = new Registry()) => {
       help: 'bytes sent in sync step 2 replies',
       registers: r,
     }),
+    awarenessRefused: new Counter({
+      name: 'streambed_awareness_refused_total',
+      help: 'awareness entries refused: the client id belongs to another connection (not-owner), or the connection holds too many ids (too-many-ids)',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    httpRateLimited: new Counter({
+      name: 'streambed_http_rate_limited_total',
+      help: 'HTTP requests refused with 429 (HTTP_MAX_REQUESTS_PER_SECOND per client address)',
+      registers: r,
+    }),
     gapFills: new Counter({
       name: 'streambed_gap_fills_total',
       help: 'doorbells that needed an XRANGE to fill a gap',

@@ -1,12 +1,19 @@
-import { runLoop, type Logger, type Loop } from '@streambed/common'
+import { AppError, runLoop, type Logger, type Loop } from '@streambed/common'
 import {
   decodeAwarenessUpdate,
   encodeAwarenessMessage,
   encodeAwarenessUpdate,
   removalEntry,
 } from '@streambed/protocol'
-import { type AwarenessStore, type Keys, type Redis, heartbeat } from '@streambed/streams'
+import {
+  type AwarenessSender,
+  type AwarenessStore,
+  type Keys,
+  type Redis,
+  heartbeat,
+} from '@streambed/streams'
 import type { Connection } from './connection.js'
+import type { NodeMetrics } from './metrics.js'
 
 export interface PresenceOptions {
   redis: Redis
@@ -21,6 +28,11 @@ export interface PresenceOptions {
   awarenessTimeoutMs: number
   /** Names of the documents this node serves. */
   docs: () => Iterable<string>
+  metrics: NodeMetrics
+  /** Largest awareness state (JSON) one client may announce; larger closes the socket (4413). */
+  maxStateBytes: number
+  /** Client ids one connection may own at once; more are refused and counted. */
+  maxClientsPerConnection: number
 }
 
 /**
@@ -59,11 +71,20 @@ export class Presence {
    */
   receive(conn: Connection, update: Uint8Array): void {
     const entries = decodeAwarenessUpdate(update)
-    const { store, logger } = this.opts
-    // Only entries Redis accepted as news belong to this connection (clients echo others' states).
+    const { store, logger, metrics, maxStateBytes } = this.opts
+    for (const e of entries) {
+      if (Buffer.byteLength(e.state) > maxStateBytes)
+        throw new AppError(
+          'TOO_LARGE',
+          `awareness state of client ${e.clientId} is ${Buffer.byteLength(e.state)} bytes, above AWARENESS_MAX_STATE_BYTES (${maxStateBytes})`,
+        )
+    }
+    // Only entries Redis accepted as news from the id's owner belong to this connection.
     store
-      .publish(conn.doc, conn.origin, entries)
-      .then((accepted) => {
+      .publish(conn.doc, this.sender(conn), entries)
+      .then(({ accepted, spoofed, overLimit }) => {
+        if (spoofed > 0) metrics.awarenessRefused.inc({ reason: 'not-owner' }, spoofed)
+        if (overLimit > 0) metrics.awarenessRefused.inc({ reason: 'too-many-ids' }, overLimit)
         for (const e of accepted) {
           if (e.state === 'null') conn.awarenessClients.delete(e.clientId)
           else conn.awarenessClients.set(e.clientId, e.clock)
@@ -72,9 +93,17 @@ export class Presence {
         const late = accepted
           .filter((e) => e.state !== 'null')
           .map((e) => removalEntry(e.clientId, e.clock))
-        if (conn.closed && late.length > 0) return store.publish(conn.doc, conn.origin, late)
+        if (conn.closed && late.length > 0) return store.publish(conn.doc, this.sender(conn), late)
       })
       .catch((err: unknown) => logger.warn({ err, doc: conn.doc }, 'awareness relay failed'))
+  }
+
+  private sender(conn: Connection): AwarenessSender {
+    return {
+      origin: conn.origin,
+      subjectTag: conn.subjectTag,
+      mayTake: this.opts.maxClientsPerConnection - conn.awarenessClients.size,
+    }
   }
 
   /** Sends `conn` every current state of its document (on open and on query-awareness). */
@@ -93,7 +122,7 @@ export class Presence {
     if (conn.awarenessClients.size === 0) return
     const entries = [...conn.awarenessClients].map(([client, clock]) => removalEntry(client, clock))
     const removal = this.opts.store
-      .publish(conn.doc, conn.origin, entries)
+      .publish(conn.doc, this.sender(conn), entries)
       .catch((err: unknown) =>
         this.opts.logger.warn({ err, doc: conn.doc }, 'could not announce awareness removal'),
       )

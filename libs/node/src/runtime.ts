@@ -30,6 +30,10 @@ export interface RuntimeLimits {
   heartbeatMs: number
   nodeTimeoutMs: number
   awarenessTimeoutMs: number
+  /** Largest awareness state one client may announce (bytes of JSON). */
+  awarenessMaxStateBytes: number
+  /** Awareness client ids one connection may own at once. */
+  awarenessMaxClientsPerConnection: number
   /** Worker threads answering syncs of large documents (0: all on the event loop). */
   syncThreads: number
   /** Documents above this size are answered on a worker thread. */
@@ -49,6 +53,8 @@ export const defaultLimits: RuntimeLimits = {
   heartbeatMs: 2_000,
   nodeTimeoutMs: 10_000,
   awarenessTimeoutMs: 30_000,
+  awarenessMaxStateBytes: 64 * 1024,
+  awarenessMaxClientsPerConnection: 8,
   syncThreads: 1,
   syncThreadAboveBytes: 256 * 1024,
   syncThreadIdleMs: 10_000,
@@ -120,6 +126,9 @@ export class NodeRuntime {
       nodeTimeoutMs: limits.nodeTimeoutMs,
       awarenessTimeoutMs: limits.awarenessTimeoutMs,
       docs: () => this.fanOut.docNames(),
+      metrics,
+      maxStateBytes: limits.awarenessMaxStateBytes,
+      maxClientsPerConnection: limits.awarenessMaxClientsPerConnection,
     })
     this.writes = new WritePath({
       streams,
@@ -147,6 +156,15 @@ export class NodeRuntime {
 
   get connectionCount(): number {
     return this.conns.size
+  }
+
+  /** Connections of `doc` on this node. */
+  connectionsOf(doc: string): number {
+    return this.fanOut.connectionCount(doc)
+  }
+
+  connections(): Iterable<Connection> {
+    return this.conns
   }
 
   /** Reads the epoch, subscribes to Redis events, starts the heartbeat and keepalive loops. */

@@ -1,19 +1,28 @@
-import type { us_listen_socket } from 'uWebSockets.js'
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js'
 import type { Registry } from 'prom-client'
-import { AppError, describeError, type Logger } from '@streambed/common'
-import { parseDocName } from '@streambed/protocol'
+import { AppError, describeError, type Logger, type OpsEndpoints } from '@streambed/common'
 import type { DocStorage } from '@streambed/storage'
-import { createAwarenessStore, createDocStreams, createKeys, type Redis } from '@streambed/streams'
+import {
+  createAwarenessStore,
+  createDocStreams,
+  createKeys,
+  createRevocations,
+  type Keys,
+  type Redis,
+} from '@streambed/streams'
+import { createAdmission } from './admission.js'
 import { type AuthOptions, createAuthenticator } from './auth.js'
-import { mountHttpApi } from './http-api.js'
+import { mountHttpApi, mountOpsRoutes, type OpsAccess } from './http-api.js'
 import { createNodeMetrics } from './metrics.js'
+import { KeyedBuckets } from './rate-limit.js'
+import { RevocationGuard } from './revocation-guard.js'
 import { NodeRuntime, type RuntimeLimits } from './runtime.js'
 import { uWS } from './uws.js'
 import { wsBehavior } from './ws-behavior.js'
 
 export interface ServerNodeOptions {
   nodeId: string
-  /** Command connection and a dedicated one for sharded pub/sub (see connectRedisPair). */
+  /** Command connection and a dedicated one for pub/sub (see connectRedisPair). */
   redis: Redis
   subscriber: Redis
   redisPrefix: string
@@ -34,14 +43,83 @@ export interface ServerNodeOptions {
   maxBackpressureBytes: number
   /** Seconds without traffic before uWS pings, then closes, a socket. */
   idleTimeoutS: number
+  /** Per socket, in bursts of twice these; past them the socket is closed (4429). */
+  maxMessagesPerSecond: number
+  maxBytesPerSecond: number
+  /** Sockets the node holds, and of one document; more are refused (4503). */
+  maxConnections: number
+  maxConnectionsPerDoc: number
+  /** Document API requests per second per client address; more get 429. */
+  httpMaxRequestsPerSecond: number
+  /** Serve /metrics and /readyz details on this port only (0: a free one); null: on `port`. */
+  metricsPort: number | null
+  /** Require `Authorization: Bearer <token>` for /metrics and /readyz details; null: open. */
+  metricsToken: string | null
+  /** Browser origins that may connect: a list, '*' (any, with CORS), null (any, no CORS). */
+  allowedOrigins: readonly string[] | '*' | null
   limits?: Partial<RuntimeLimits>
 }
 
 export interface ServerNode {
   readonly port: number
+  /** The METRICS_PORT listener's port, when there is one. */
+  readonly metricsPort: number | null
   /** Stops listening, closes every socket (1001) and waits for pending appends. */
   close(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
+}
+
+/** Who sees /metrics and /readyz details on the main port (see ServerNodeOptions). */
+const mainOpsAccess = (opts: ServerNodeOptions): OpsAccess =>
+  opts.metricsPort !== null
+    ? { kind: 'elsewhere' }
+    : opts.metricsToken !== null
+      ? { kind: 'token', token: opts.metricsToken }
+      : { kind: 'open' }
+
+/** The METRICS_PORT listener: the operations endpoints alone. */
+const listenForOps = (opts: ServerNodeOptions, ops: OpsEndpoints, onHttpError: OnHttpError) => {
+  if (opts.metricsPort === null) return Promise.resolve(null)
+  const app = uWS.App()
+  const access: OpsAccess =
+    opts.metricsToken !== null ? { kind: 'token', token: opts.metricsToken } : { kind: 'open' }
+  mountOpsRoutes(app, { ops, access, onHttpError })
+  return listen(app, opts.host, opts.metricsPort)
+}
+
+type OnHttpError = (err: unknown, status: number) => void
+
+const listen = (app: TemplatedApp, host: string, port: number) =>
+  new Promise<us_listen_socket>((resolve, reject) =>
+    app.listen(host, port, (ls) =>
+      ls
+        ? resolve(ls)
+        : reject(
+            new AppError('CONFIG', `cannot listen on ${host}:${port} (in use?); set PORT/HOST`),
+          ),
+    ),
+  )
+
+/** Who may open sockets and call the API; in jwt mode, revocations are watched (started). */
+const admissionFor = async (opts: ServerNodeOptions, runtime: NodeRuntime, keys: Keys) => {
+  const revocations =
+    opts.auth.mode === 'jwt'
+      ? new RevocationGuard({
+          ...opts,
+          keys,
+          revocations: createRevocations({ redis: opts.redis, keys }),
+          connections: () => runtime.connections(),
+        })
+      : null
+  await revocations?.start()
+  const admission = createAdmission({
+    ...opts,
+    authenticator: await createAuthenticator(opts.auth),
+    revocations,
+    connections: () => runtime.connectionCount,
+    connectionsOf: (doc) => runtime.connectionsOf(doc),
+  })
+  return { admission, revocations }
 }
 
 /** A server node: runtime + WebSocket and HTTP on one uWebSockets.js port. */
@@ -49,76 +127,68 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
   const { redis, subscriber, logger } = opts
   const keys = createKeys(opts.redisPrefix)
   const metrics = createNodeMetrics(opts.registry)
-  const streams = createDocStreams({
-    redis,
-    keys,
-    queueShards: opts.queueShards,
-    inlineLimitBytes: opts.inlineUpdateMaxBytes,
-  })
-  const awarenessTimeoutMs = opts.limits?.awarenessTimeoutMs ?? 30_000
-  const awareness = createAwarenessStore({ redis, keys, hashTtlMs: 2 * awarenessTimeoutMs })
-  const { storage } = opts
-  const runtime = new NodeRuntime({ ...opts, keys, streams, awareness, storage, metrics })
-  const authenticator = await createAuthenticator(opts.auth)
+  const streams = createDocStreams({ ...opts, keys, inlineLimitBytes: opts.inlineUpdateMaxBytes })
+  const staleMs = opts.limits?.awarenessTimeoutMs ?? 30_000
+  const awareness = createAwarenessStore({ redis, keys, hashTtlMs: 2 * staleMs, staleMs })
+  const runtime = new NodeRuntime({ ...opts, keys, streams, awareness, metrics })
   await runtime.start()
+  const { admission, revocations } = await admissionFor(opts, runtime, keys)
   let draining = false
   const notReady = () =>
-    redis.status !== 'ready'
-      ? `redis ${redis.status}`
-      : subscriber.status !== 'ready'
-        ? `redis subscriber ${subscriber.status}`
-        : null
-  const shared = {
-    runtime,
-    authorize: async (path: string, token: string | undefined) => {
-      const doc = parseDocName(path)
-      return { doc, grant: await authenticator.authorize(token, doc) }
-    },
-    onHttpError: (err: unknown, status: number) => {
-      metrics.errors.inc({ code: describeError(err).code })
-      if (status >= 500) logger.warn({ err }, 'HTTP request failed')
-    },
+    draining
+      ? 'shutting down'
+      : [redis, subscriber].find((r) => r.status !== 'ready')?.status.replace(/^/, 'redis ')
+  const onHttpError: OnHttpError = (err, status) => {
+    metrics.errors.inc({ code: describeError(err).code })
+    if (status >= 500) logger.warn({ err }, 'HTTP request failed')
   }
-  const app = uWS.App()
+  const ops: OpsEndpoints = {
+    readiness: () => {
+      const reason = notReady()
+      const details = { connections: runtime.connectionCount }
+      return reason === undefined ? { ready: true, details } : { ready: false, reason, details }
+    },
+    metrics: async () => ({
+      contentType: metrics.registry.contentType,
+      text: await metrics.registry.metrics(),
+    }),
+  }
   const refusal = () => {
-    const reason = draining ? 'node shutting down' : notReady()
-    if (reason === null) return null
+    const reason = notReady()
+    if (reason === undefined) return null
     return new AppError(draining ? 'SHUTTING_DOWN' : 'REDIS_UNAVAILABLE', reason)
   }
-  app.ws('/*', wsBehavior({ ...shared, ...opts, metrics, refusal }))
+  const buckets = new KeyedBuckets(opts.httpMaxRequestsPerSecond, opts.httpMaxRequestsPerSecond)
+  const access = mainOpsAccess(opts)
+  const app = uWS.App()
+  app.ws('/*', wsBehavior({ ...opts, runtime, metrics, admission, refusal, onHttpError }))
   mountHttpApi(app, {
-    ...shared,
+    ...opts,
+    runtime,
+    admission,
+    metrics,
+    buckets,
+    ops,
+    access,
+    onHttpError,
     maxBodyBytes: opts.maxMessageBytes,
-    ops: {
-      readiness: () => {
-        const reason = draining ? 'shutting down' : notReady()
-        const details = { connections: runtime.connectionCount }
-        return reason === null ? { ready: true, details } : { ready: false, reason, details }
-      },
-      metrics: async () => ({
-        contentType: metrics.registry.contentType,
-        text: await metrics.registry.metrics(),
-      }),
-    },
   })
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(opts.host, opts.port, (ls) => {
-      if (ls) return resolve(ls)
-      const where = `${opts.host}:${opts.port}`
-      reject(
-        new AppError(
-          'CONFIG',
-          `cannot listen on ${where} (in use or not permitted); set PORT/HOST`,
-        ),
-      )
-    })
-  })
+  const listenSocket = await listen(app, opts.host, opts.port)
+  const metricsSocket = await listenForOps(opts, ops, onHttpError)
   let closing: Promise<void> | undefined
   const close = () =>
     (closing ??= (async () => {
       draining = true
       uWS.us_listen_socket_close(listenSocket)
+      if (metricsSocket) uWS.us_listen_socket_close(metricsSocket)
+      buckets.close()
+      await revocations?.close()
       await runtime.close()
     })())
-  return { port: uWS.us_socket_local_port(listenSocket), close, [Symbol.asyncDispose]: close }
+  return {
+    port: uWS.us_socket_local_port(listenSocket),
+    metricsPort: metricsSocket ? uWS.us_socket_local_port(metricsSocket) : null,
+    close,
+    [Symbol.asyncDispose]: close,
+  }
 }

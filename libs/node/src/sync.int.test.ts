@@ -61,7 +61,7 @@ describe('Sync', () => {
   }
 
   it('answers with our step 1 and the document from storage + stream, then goes live', async () => {
-    const { id } = await streams.append('d', insert('tail '), 'x/1')
+    const { id } = (await streams.append('d', insert('tail '), 'x/1'))!
     const { conn, socket } = connect()
     sync.request(conn, emptySv)
     await vi.waitFor(() => expect(conn.state).toBe('live'))

@@ -1,8 +1,8 @@
 import * as Y from 'yjs'
 import { AppError, type StreamId, ZERO_ID, maxId } from '@streambed/common'
-import { addsNothing, isEmptyUpdate, validateUpdate } from '@streambed/protocol'
+import { addsNothing, disjointShapes, inspectUpdate, type UpdateShape } from '@streambed/protocol'
 import type { AppendResult, DocStreams } from '@streambed/streams'
-import type { Connection } from './connection.js'
+import type { Connection, QueuedUpdate } from './connection.js'
 import type { NodeMetrics } from './metrics.js'
 
 export interface WritePathOptions {
@@ -32,10 +32,9 @@ export class WritePath {
     this.opts = opts
   }
 
-  /** A `sync-update` message. */
+  /** A `sync-update` message. Throws BAD_MESSAGE when it does not decode. */
   update(conn: Connection, update: Uint8Array): void {
-    validateUpdate(update)
-    this.accept(conn, update)
+    this.accept(conn, { update, shape: inspectUpdate(update) })
   }
 
   /**
@@ -44,27 +43,27 @@ export class WritePath {
    * not grow the stream.
    */
   step2(conn: Connection, update: Uint8Array): void {
-    validateUpdate(update)
+    const shape = inspectUpdate(update)
     const baseline = conn.takeBaseline()
     if (baseline && addsNothing(update, baseline)) {
       this.opts.metrics.redundantUpdates.inc()
       return
     }
-    this.accept(conn, update)
+    this.accept(conn, { update, shape })
   }
 
-  private accept(conn: Connection, update: Uint8Array): void {
-    if (isEmptyUpdate(update)) return
+  private accept(conn: Connection, item: QueuedUpdate): void {
+    if (isEmpty(item.shape)) return
     if (conn.grant.access !== 'write') {
       // Not an error for the connection (reads go on), but never silent: tell the client once.
       conn.notifyReadOnly()
       return
     }
     if (conn.writes.tryAcquire(this.opts.maxInFlightUpdates)) {
-      this.append(conn, [update])
+      this.append(conn, [item])
       return
     }
-    const queuedBytes = conn.writes.enqueue(update)
+    const queuedBytes = conn.writes.enqueue(item)
     if (queuedBytes > this.opts.maxQueuedBytes) {
       this.opts.reject(
         conn,
@@ -87,12 +86,16 @@ export class WritePath {
     this.append(conn, queued)
   }
 
-  /** Appends `updates` (merged when several) holding one of `conn`'s slots. */
-  private append(conn: Connection, updates: readonly Uint8Array[]): void {
-    let payload: Uint8Array
+  /**
+   * Appends `items` holding one of `conn`'s slots: merged into one entry when no two hold the same
+   * ids (always, for an honest client's own edits), else one entry each, in order (merging
+   * updates that disagree on an id's content would pick one arbitrarily, or fail).
+   */
+  private append(conn: Connection, items: readonly QueuedUpdate[]): void {
+    let batches: QueuedUpdate[]
     try {
-      payload =
-        updates.length === 1 ? (updates[0] as Uint8Array) : Y.mergeUpdates(updates as Uint8Array[])
+      batches =
+        items.length > 1 && disjointShapes(items.map((i) => i.shape)) ? [merged(items)] : [...items]
     } catch (err) {
       // Each update was validated; a merge failure is a bug. The client resyncs on reconnect.
       conn.writes.release()
@@ -102,14 +105,20 @@ export class WritePath {
       )
       return
     }
-    const started = performance.now()
-    // New ids must stay above everything this node saw of the document (the Redis clock may be
-    // behind the stored watermark after Redis lost the document's meta hash).
-    const floor = maxId(conn.syncedUpTo, this.opts.lastSeenId(conn.doc))
     this.track(
-      this.opts.streams
-        .append(conn.doc, payload, conn.origin, floor)
-        .then(() => this.appended(updates.length, payload.length, started))
+      (async () => {
+        for (const { update, shape } of batches) {
+          const started = performance.now()
+          // New ids must stay above everything this node saw of the document (the Redis clock
+          // may be behind the stored watermark after Redis lost the document's meta hash).
+          const floor = maxId(conn.syncedUpTo, this.opts.lastSeenId(conn.doc))
+          const result = await this.opts.streams.append(conn.doc, update, conn.origin, {
+            floor,
+            shape,
+          })
+          this.appended(result, items.length, update.length, started)
+        }
+      })()
         .catch((err: unknown) => this.opts.reject(conn, err))
         .finally(() => {
           conn.writes.release()
@@ -118,27 +127,35 @@ export class WritePath {
     )
   }
 
-  /** Appends an update that did not come from a socket (HTTP API); null when it is empty. */
+  /**
+   * Appends an update that did not come from a socket (HTTP API, import); null when it adds
+   * nothing. Throws BAD_MESSAGE when it does not decode.
+   */
   async appendUnattached(
     doc: string,
     update: Uint8Array,
     origin: string,
     floor: StreamId = ZERO_ID,
   ): Promise<AppendResult | null> {
-    validateUpdate(update)
-    if (isEmptyUpdate(update)) return null
+    const shape = inspectUpdate(update)
+    if (isEmpty(shape)) return null
     const started = performance.now()
-    const result = await this.opts.streams.append(
-      doc,
-      update,
-      origin,
-      maxId(floor, this.opts.lastSeenId(doc)),
-    )
-    this.appended(1, update.length, started)
+    const result = await this.opts.streams.append(doc, update, origin, {
+      floor: maxId(floor, this.opts.lastSeenId(doc)),
+      shape,
+    })
+    this.appended(result, 1, update.length, started)
     return result
   }
 
-  private appended(updates: number, bytes: number, started: number): void {
+  private appended(
+    result: AppendResult | null,
+    updates: number,
+    bytes: number,
+    started: number,
+  ): void {
+    // Every id it held was known (sent twice, or by two sockets): nothing was appended.
+    if (result === null) return this.opts.metrics.redundantUpdates.inc(updates)
     this.opts.metrics.updatesAppended.inc(updates)
     this.opts.metrics.updateBytesAppended.inc(bytes)
     this.opts.metrics.appendSeconds.observe((performance.now() - started) / 1000)
@@ -153,4 +170,13 @@ export class WritePath {
   async settled(): Promise<void> {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending])
   }
+}
+
+/** An update with no structs and no deletions. */
+const isEmpty = (shape: UpdateShape): boolean => shape.clients.size === 0 && !shape.hasDeletes
+
+/** One update holding every item's structs and deletions (their ids are disjoint). */
+const merged = (items: readonly QueuedUpdate[]): QueuedUpdate => {
+  const update = Y.mergeUpdates(items.map((i) => i.update))
+  return { update, shape: inspectUpdate(update) }
 }

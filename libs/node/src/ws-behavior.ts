@@ -1,13 +1,18 @@
 import type { WebSocket, WebSocketBehavior } from 'uWebSockets.js'
 import { AppError, describeError, type Logger } from '@streambed/common'
 import { encodePermissionDenied } from '@streambed/protocol'
+import type { Admission } from './admission.js'
 import type { Grant } from './auth.js'
 import type { Connection } from './connection.js'
 import { createReply, tokenFrom } from './http.js'
 import type { NodeMetrics } from './metrics.js'
+import { Inbox } from './rate-limit.js'
 import type { NodeRuntime } from './runtime.js'
 import { uWS } from './uws.js'
 import { UwsSocket } from './uws-socket.js'
+
+/** Seconds of messages a socket over its rate may have waiting before it is closed (4429). */
+const MAX_HELD_SECONDS = 4
 
 interface SocketData {
   doc: string | null
@@ -17,14 +22,21 @@ interface SocketData {
   socket: UwsSocket<SocketData> | null
   closed: boolean
   remoteAddress: string
+  inbox: Inbox | null
 }
 
 export interface WsBehaviorOptions {
   runtime: NodeRuntime
   metrics: NodeMetrics
   logger: Logger
-  /** Resolves the document named by the URL path and the access the token grants to it. */
-  authorize: (path: string, token: string | undefined) => Promise<{ doc: string; grant: Grant }>
+  admission: Admission
+  /**
+   * Messages and bytes per second one socket may send (bursts of twice that): past them its
+   * messages wait and are handled as the budget refills; with more than 4 s of them waiting, the
+   * socket is closed (4429).
+   */
+  maxMessagesPerSecond: number
+  maxBytesPerSecond: number
   /** An error when the node takes no new sockets (draining, Redis away), else null. */
   refusal: () => AppError | null
   onHttpError: (err: unknown, status: number) => void
@@ -60,12 +72,13 @@ export const wsBehavior = (opts: WsBehaviorOptions): WebSocketBehavior<SocketDat
       const key = req.getHeader('sec-websocket-key')
       const protocol = req.getHeader('sec-websocket-protocol')
       const extensions = req.getHeader('sec-websocket-extensions')
+      const origin = req.getHeader('origin')
       const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString()
       const reply = createReply(res, opts.onHttpError)
       const refusal = opts.refusal()
       if (refusal) return reply.error(refusal)
-      void opts
-        .authorize(url.slice(1), token)
+      void opts.admission
+        .socket(url.slice(1), token, origin)
         .then(
           ({ doc, grant }) => ({ doc, grant, error: null }),
           (error: unknown) => ({ doc: null, grant: null, error }),
@@ -74,7 +87,14 @@ export const wsBehavior = (opts: WsBehaviorOptions): WebSocketBehavior<SocketDat
           if (reply.aborted) return
           res.cork(() => {
             res.upgrade<SocketData>(
-              { ...auth, conn: null, socket: null, closed: false, remoteAddress },
+              {
+                ...auth,
+                conn: null,
+                socket: null,
+                closed: false,
+                remoteAddress,
+                inbox: null,
+              },
               key,
               protocol,
               extensions,
@@ -105,10 +125,21 @@ export const wsBehavior = (opts: WsBehaviorOptions): WebSocketBehavior<SocketDat
         maxStallMs: opts.idleTimeoutS * 1000,
       })
       data.socket = socket
-      data.conn = runtime.open(socket, data.doc, data.grant)
+      const conn = runtime.open(socket, data.doc, data.grant)
+      data.conn = conn
+      data.inbox = new Inbox({
+        messagesPerSecond: opts.maxMessagesPerSecond,
+        bytesPerSecond: opts.maxBytesPerSecond,
+        burstMessages: 2 * opts.maxMessagesPerSecond,
+        // Two messages of the largest size always fit the burst.
+        burstBytes: 2 * Math.max(opts.maxBytesPerSecond, opts.maxMessageBytes),
+        maxHeldSeconds: MAX_HELD_SECONDS,
+        deliver: (frame) => runtime.message(conn, frame),
+      })
     },
     message: (ws, message) => {
-      const { conn } = ws.getUserData()
+      const data = ws.getUserData()
+      const { conn } = data
       if (!conn) return
       if (message.byteLength > opts.maxMessageBytes) {
         const limit = opts.maxMessageBytes
@@ -116,13 +147,18 @@ export const wsBehavior = (opts: WsBehaviorOptions): WebSocketBehavior<SocketDat
         return runtime.reject(conn, new AppError('TOO_LARGE', why))
       }
       // The ArrayBuffer is only valid during this callback: copy it.
-      runtime.message(conn, new Uint8Array(message.slice(0)))
+      if (!data.inbox?.push(new Uint8Array(message.slice(0)))) {
+        const why = `sends more than WS_MAX_MESSAGES_PER_SECOND (${opts.maxMessagesPerSecond}) or WS_MAX_BYTES_PER_SECOND (${opts.maxBytesPerSecond}) for ${MAX_HELD_SECONDS} s`
+        runtime.reject(conn, new AppError('RATE_LIMITED', why))
+      }
     },
     drain: (ws) => {
       ws.getUserData().socket?.drained()
     },
     close: (ws) => {
       const data = ws.getUserData()
+      // What the client sent before it left is handled all the same (appended, not dropped).
+      data.inbox?.flush()
       data.closed = true
       if (data.conn) runtime.closed(data.conn)
     },

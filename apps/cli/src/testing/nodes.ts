@@ -82,6 +82,7 @@ export const spawnNode = async (
         PORT: '0',
         HOST: '127.0.0.1',
         LOG_LEVEL: 'info',
+        AUTH_MODE: 'none',
         STORAGE_DIR: storageDir,
         NODE_ID: nodeId,
         ...env,
