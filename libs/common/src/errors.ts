@@ -25,10 +25,8 @@ export const CloseCode = {
   slowConsumer: 4508,
   /** The node lost track of the stream for this document and cannot patch it; resync. */
   resync: 4509,
-  /** The client sends faster than updates can be appended. */
+  /** The client sends faster than updates can be appended, or than its rate limits allow. */
   tooManyInFlight: 4529,
-  /** The client sent more messages or bytes per second than WS_MAX_*_PER_SECOND allow. */
-  rateLimited: 4429,
   /** The token's `exp` passed: reconnect with a fresh token. */
   tokenExpired: 4410,
   /** The token was revoked (`streambed revoke`): reconnect with a fresh token. */
@@ -113,7 +111,7 @@ export const errorCatalogue = {
   },
   RATE_LIMITED: {
     httpStatus: 429,
-    closeCode: CloseCode.rateLimited,
+    closeCode: CloseCode.tooManyInFlight,
     exitCode: 75,
     description: 'more messages, bytes or requests per second than the configured limits allow',
   },

@@ -43,7 +43,7 @@ export interface ServerNodeOptions {
   maxBackpressureBytes: number
   /** Seconds without traffic before uWS pings, then closes, a socket. */
   idleTimeoutS: number
-  /** Per socket, in bursts of twice these; past them the socket is closed (4429). */
+  /** Per socket, in bursts of twice these; past them the socket is closed (4529). */
   maxMessagesPerSecond: number
   maxBytesPerSecond: number
   /** Sockets the node holds, and of one document; more are refused (4503). */

@@ -11,7 +11,7 @@ import type { NodeRuntime } from './runtime.js'
 import { uWS } from './uws.js'
 import { UwsSocket } from './uws-socket.js'
 
-/** Seconds of messages a socket over its rate may have waiting before it is closed (4429). */
+/** Seconds of messages a socket over its rate may have waiting before it is closed (4529). */
 const MAX_HELD_SECONDS = 4
 
 interface SocketData {
@@ -33,7 +33,7 @@ export interface WsBehaviorOptions {
   /**
    * Messages and bytes per second one socket may send (bursts of twice that): past them its
    * messages wait and are handled as the budget refills; with more than 4 s of them waiting, the
-   * socket is closed (4429).
+   * socket is closed (4529).
    */
   maxMessagesPerSecond: number
   maxBytesPerSecond: number
