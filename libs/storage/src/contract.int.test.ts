@@ -1,156 +1,43 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import pg from 'pg'
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { AppError, createLogger, isAppError } from '@streambed/common'
-import {
-  s3ClientOptions,
-  startPostgresServer,
-  startS3Server,
-  testDatabase,
-  type S3Server,
-} from '@streambed/testing'
+import { describe, expect, it, vi } from 'vitest'
+import { createLogger, isAppError } from '@streambed/common'
+import { startPostgresServer, startS3Server, testDatabase } from '@streambed/testing'
 import {
   compareWatermarks,
-  createFsStorage,
   createPostgresStorage,
   createS3Storage,
   type DocStorage,
   type LogEntry,
-  type StoredDoc,
 } from './index.js'
+import {
+  contractBackends,
+  entry,
+  expectLog,
+  expectStorageUnavailable,
+  expectStored,
+  s3Client,
+  type Space,
+  spaceForEachTest,
+  stored,
+} from './testing/contract.js'
 
 /**
- * The storage contract, written once and run against every backend on real services: a temporary
- * directory, a schema of its own in the local Postgres, a bucket of its own on an S3 server.
+ * The storage contract, written once and run against every backend on real services (the update
+ * log's history operations and checkpoints: history-contract.int.test.ts), then what only one
+ * backend does.
  */
 
-interface Space {
-  readonly storage: DocStorage
-  /** Another storage over the same data, as a second process would open it. */
-  another(): Promise<DocStorage>
-  close(): Promise<void>
-}
-
-interface Backend {
-  readonly kind: 'fs' | 'postgres' | 's3'
-  /** Fresh, empty storage no other test sees. */
-  open(): Promise<Space>
-}
-
-let s3ServerStarted: Promise<S3Server> | undefined
-const s3Server = (): Promise<S3Server> => (s3ServerStarted ??= startS3Server())
-afterAll(async () => {
-  if (s3ServerStarted) await (await s3ServerStarted).close()
-})
-
-const s3Client = (server: S3Server, extra: { maxAttempts?: number } = {}) =>
-  new S3Client({ ...s3ClientOptions(server), ...extra })
-
-const spaceOf = async (
-  openOne: () => Promise<DocStorage>,
-  cleanup: () => Promise<void>,
-): Promise<Space> => {
-  const opened: DocStorage[] = []
-  const another = async () => {
-    const s = await openOne()
-    opened.push(s)
-    return s
-  }
-  const storage = await another()
-  return {
-    storage,
-    another,
-    close: async () => {
-      for (const s of opened) await s.close()
-      await cleanup()
-    },
-  }
-}
-
-const S3_PREFIX = 'tenant/'
-
-const backends: Backend[] = [
-  {
-    kind: 'fs',
-    open: async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'streambed-contract-'))
-      return spaceOf(
-        () => createFsStorage({ dir }),
-        () => rm(dir, { recursive: true, force: true }),
-      )
-    },
-  },
-  {
-    kind: 'postgres',
-    open: async () => {
-      const db = await testDatabase(undefined, 'contract')
-      return spaceOf(
-        () => createPostgresStorage({ url: db.url, poolMax: 4 }),
-        () => db.close(),
-      )
-    },
-  },
-  {
-    kind: 's3',
-    open: async () => {
-      const server = await s3Server()
-      const bucket = await server.createBucket('contract')
-      return spaceOf(
-        () => createS3Storage({ client: s3Client(server), bucket, prefix: S3_PREFIX }),
-        async () => {},
-      )
-    },
-  },
-]
-
-const stored = (watermark: string, state: Uint8Array | number[]): StoredDoc => ({
-  watermark,
-  state: Uint8Array.from(state),
-})
-
-/** Exact byte equality, without printing megabytes on failure. */
-const expectBytes = (actual: Uint8Array | undefined, expected: Uint8Array): void => {
-  expect(actual).toBeDefined()
-  expect(actual!.length).toBe(expected.length)
-  expect(Buffer.from(actual!).equals(Buffer.from(expected))).toBe(true)
-}
-
-const expectStored = (actual: StoredDoc | null, expected: StoredDoc): void => {
-  expect(actual?.watermark).toBe(expected.watermark)
-  expectBytes(actual?.state, expected.state)
-}
-
-/** An entry whose update bytes name its id, so a mix-up shows. */
-const entry = (id: string): LogEntry => ({ id, update: Buffer.from(`update ${id}`) })
-
-const expectLog = (actual: LogEntry[], expected: readonly LogEntry[]): void => {
-  expect(actual.map((e) => e.id)).toEqual(expected.map((e) => e.id))
-  actual.forEach((e, i) => expectBytes(e.update, expected[i]!.update))
-}
-
-const expectStorageUnavailable = async (promise: Promise<unknown>): Promise<void> => {
-  const err = await promise.then(
-    () => null,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(AppError)
-  expect((err as AppError).code).toBe('STORAGE_UNAVAILABLE')
-}
+const { backends, s3Server } = contractBackends()
 
 describe.each(backends)('$kind storage contract', (backend) => {
   let space: Space
   let storage: DocStorage
-  beforeEach(async () => {
-    space = await backend.open()
-    storage = space.storage
-  })
-  afterEach(async () => {
-    await space.close()
+  spaceForEachTest(backend, (opened) => {
+    space = opened
+    storage = opened.storage
   })
 
   it('names its kind and answers ping', async () => {
@@ -162,8 +49,16 @@ describe.each(backends)('$kind storage contract', (backend) => {
     expect(await storage.load('missing')).toBeNull()
     expect(await storage.readLog('missing')).toEqual([])
     expect(await storage.readLog('missing', { after: '5-0' })).toEqual([])
+    expect(await storage.readLog('missing', { after: '1-0', upTo: '5-0' })).toEqual([])
+    expect(await storage.logExtent('missing')).toBeNull()
+    expect(await storage.packLog('missing', '5-0')).toBe(0)
+    await expect(storage.dropLog('missing', '5-0')).resolves.toBeUndefined()
+    expect(await storage.listCheckpoints('missing')).toEqual([])
+    expect(await storage.loadCheckpoint('missing', '5-0')).toBeNull()
+    await expect(storage.dropCheckpoints('missing', ['5-0'])).resolves.toBeUndefined()
     await expect(storage.delete('missing')).resolves.toBeUndefined()
     expect(await storage.list()).toEqual([])
+    expect(await storage.listHistory()).toEqual([])
   })
 
   it('creates from null, then advances only from the stored watermark', async () => {
@@ -260,11 +155,17 @@ describe.each(backends)('$kind storage contract', (backend) => {
     const stateOf = (i: number) => stored(`${i + 1}-0`, [i, i, i])
     await Promise.all(names.map((n, i) => storage.compareAndSet(n, null, stateOf(i))))
     await Promise.all(names.map((n, i) => storage.appendLog(n, [entry(`${i + 1}-0`)])))
+    const checkpointOf = (i: number) => ({ upTo: `${i + 1}-0`, state: Uint8Array.from([i, 0]) })
+    await Promise.all(names.map((n, i) => storage.putCheckpoint(n, checkpointOf(i))))
     for (const [i, n] of names.entries()) {
       expectStored(await storage.load(n), stateOf(i))
       expectLog(await storage.readLog(n), [entry(`${i + 1}-0`)])
+      expect(await storage.listCheckpoints(n)).toEqual([`${i + 1}-0`])
+      const checkpoint = await storage.loadCheckpoint(n, `${i + 1}-0`)
+      expect(checkpoint && [...checkpoint.state]).toEqual([i, 0])
     }
     expect(await storage.list()).toEqual([...names].sort())
+    expect(await storage.listHistory()).toEqual([...names].sort())
     // Deleting one name leaves its look-alikes.
     await storage.delete('Doc')
     expect(await storage.load('Doc')).toBeNull()
@@ -273,8 +174,13 @@ describe.each(backends)('$kind storage contract', (backend) => {
     await storage.delete('X'.repeat(200))
     expect(await storage.load('X'.repeat(200))).toBeNull()
     expect(await storage.readLog('X'.repeat(200))).toEqual([])
+    expect(await storage.listCheckpoints('X'.repeat(200))).toEqual([])
     const alike = 'x'.repeat(199) + 'X'
     expectStored(await storage.load(alike), stateOf(names.indexOf(alike)))
+    expect(await storage.listCheckpoints(alike)).toEqual([`${names.indexOf(alike) + 1}-0`])
+    const left = names.filter((n) => n !== 'Doc' && n !== 'X'.repeat(200)).sort()
+    expect(await storage.listHistory()).toEqual(left)
+    expect(await storage.list()).toEqual(left)
   })
 
   it('settles ten racing writers from one watermark without losing or regressing', async () => {
@@ -359,6 +265,30 @@ describe.each(backends)('$kind storage contract', (backend) => {
       eLate,
     ])
     expect(await storage.readLog('doc', { after: '1700000000000-0' })).toEqual([])
+    // Bounded above too: ids in (after, upTo].
+    expectLog(await storage.readLog('doc', { upTo: '3-0' }), [e1, e2, e3, e4])
+    expectLog(await storage.readLog('doc', { after: '1-1', upTo: '10-9' }), [
+      e3,
+      e4,
+      e9,
+      e10,
+      e10s9,
+    ])
+    expectLog(await storage.readLog('doc', { after: '10-0', upTo: '10-10' }), [e10s9, e10s10])
+    expectLog(await storage.readLog('doc', { after: '9-0', upTo: '9-9' }), [])
+    expectLog(await storage.readLog('doc', { upTo: '0-5' }), [])
+    expectLog(await storage.readLog('doc', { after: '5-0', upTo: '4-0' }), [])
+    expectLog(await storage.readLog('doc', { upTo: '1700000000000-0' }), all)
+    // Each id counted once, however often and in whichever batches it was archived.
+    const extent = await storage.logExtent('doc')
+    expect(extent).toMatchObject({ first: '1-0', last: '1700000000000-0', entries: all.length })
+    // Five batches archived, one of them twice under the same name.
+    expect(extent?.segments).toBe(backend.kind === 'postgres' ? 1 : 4)
+    if (backend.kind === 'postgres') {
+      expect(extent?.bytes).toBe(all.reduce((n, e) => n + e.update.length, 0))
+    } else {
+      expect(extent?.bytes).toBeGreaterThan(all.reduce((n, e) => n + e.update.length, 0))
+    }
     // Logs of other documents, including prefix look-alikes, stay apart.
     await storage.appendLog('doc2', [entry('4-0')])
     await storage.appendLog('do', [entry('5-0')])
@@ -369,24 +299,31 @@ describe.each(backends)('$kind storage contract', (backend) => {
     expect(await storage.load('doc')).toBeNull()
   })
 
-  it('deletes state and log together, leaves other documents alone, and can start over', async () => {
+  it('deletes state, log and checkpoints together, leaves other documents alone, and can start over', async () => {
     for (const name of ['gone', 'gone2', 'gone/child', 'kept']) {
       expect(await storage.compareAndSet(name, null, stored('3-0', Buffer.from(name)))).toBe(true)
       await storage.appendLog(name, [entry('1-0'), entry('3-0')])
+      await storage.putCheckpoint(name, { upTo: '1-0', state: Buffer.from(name) })
     }
     await storage.delete('gone')
     expect(await storage.load('gone')).toBeNull()
     expect(await storage.readLog('gone')).toEqual([])
+    expect(await storage.logExtent('gone')).toBeNull()
+    expect(await storage.listCheckpoints('gone')).toEqual([])
+    expect(await storage.loadCheckpoint('gone', '1-0')).toBeNull()
     expect(await storage.list()).toEqual(['gone/child', 'gone2', 'kept'])
+    expect(await storage.listHistory()).toEqual(['gone/child', 'gone2', 'kept'])
     for (const name of ['gone2', 'gone/child', 'kept']) {
       expectStored(await storage.load(name), stored('3-0', Buffer.from(name)))
       expectLog(await storage.readLog(name), [entry('1-0'), entry('3-0')])
+      expect(await storage.listCheckpoints(name)).toEqual(['1-0'])
     }
     await expect(storage.delete('gone')).resolves.toBeUndefined()
-    // Recreated from nothing: no old state or log shows through.
+    // Recreated from nothing: no old state, log or checkpoint shows through.
     expect(await storage.compareAndSet('gone', null, stored('1-0', [1]))).toBe(true)
     expectStored(await storage.load('gone'), stored('1-0', [1]))
     expect(await storage.readLog('gone')).toEqual([])
+    expect(await storage.listCheckpoints('gone')).toEqual([])
   })
 
   it('lists documents with state in order, paging with after and limit', async () => {
@@ -429,8 +366,10 @@ describe('postgres storage', () => {
       const client = new pg.Client({ connectionString: db.url })
       await client.connect()
       try {
-        const applied = await client.query('SELECT version FROM streambed_migrations')
-        expect(applied.rows).toEqual([{ version: 1 }])
+        const applied = await client.query(
+          'SELECT version FROM streambed_migrations ORDER BY version',
+        )
+        expect(applied.rows).toEqual([{ version: 1 }, { version: 2 }])
         // The tables went into the URL's schema.
         const placed = await client.query<{ table: string; schema: string }>(
           `SELECT table_name AS table, table_schema AS schema FROM information_schema.tables
@@ -438,6 +377,7 @@ describe('postgres storage', () => {
           [db.schema],
         )
         expect(placed.rows.map((r) => r.table)).toEqual([
+          'streambed_checkpoints_v1',
           'streambed_docs_v1',
           'streambed_log_v1',
           'streambed_migrations',
@@ -447,6 +387,65 @@ describe('postgres storage', () => {
       }
     } finally {
       for (const s of opened) await s.close()
+    }
+  })
+
+  it('adds checkpoints to a schema an earlier release migrated, keeping its data', async () => {
+    await using db = await testDatabase(undefined, 'migration2')
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      const first = await createPostgresStorage({ url: db.url, poolMax: 2 })
+      expect(await first.compareAndSet('doc', null, stored('2-0', [2]))).toBe(true)
+      await first.appendLog('doc', [entry('1-0'), entry('2-0')])
+      await first.close()
+      // As an earlier release left the schema: migration 1 only.
+      await client.query('DROP TABLE streambed_checkpoints_v1')
+      await client.query('DELETE FROM streambed_migrations WHERE version = 2')
+      const storage = await createPostgresStorage({ url: db.url, poolMax: 2 })
+      try {
+        expectStored(await storage.load('doc'), stored('2-0', [2]))
+        expectLog(await storage.readLog('doc'), [entry('1-0'), entry('2-0')])
+        expect(await storage.listCheckpoints('doc')).toEqual([])
+        await storage.putCheckpoint('doc', { upTo: '2-0', state: Uint8Array.from([2]) })
+        expect(await storage.listCheckpoints('doc')).toEqual(['2-0'])
+        const applied = await client.query('SELECT version FROM streambed_migrations ORDER BY 1')
+        expect(applied.rows).toEqual([{ version: 1 }, { version: 2 }])
+      } finally {
+        await storage.close()
+      }
+    } finally {
+      await client.end()
+    }
+  })
+
+  it('lists history by code point in a database whose default collation sorts otherwise', async () => {
+    await using server = await startPostgresServer()
+    const admin = new pg.Client({ connectionString: server.url })
+    await admin.connect()
+    try {
+      await admin.query(
+        `CREATE DATABASE icu TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`,
+      )
+    } finally {
+      await admin.end()
+    }
+    const url = new URL(server.url)
+    url.pathname = '/icu'
+    const storage = await createPostgresStorage({ url: url.toString(), poolMax: 2 })
+    try {
+      // en-US puts a before B; code points put B before a, as list() and the other backends do.
+      const logged = ['b', 'a', 'B', 'Z', 'a-b', 'a/b', 'A']
+      for (const name of logged) await storage.appendLog(name, [entry('1-0')])
+      for (const name of ['c', 'B', 'C']) {
+        await storage.putCheckpoint(name, { upTo: '1-0', state: Uint8Array.from([1]) })
+      }
+      const sorted = ['A', 'B', 'C', 'Z', 'a', 'a-b', 'a/b', 'b', 'c']
+      expect(await storage.listHistory()).toEqual(sorted)
+      expect(await storage.listHistory({ after: 'Z', limit: 3 })).toEqual(['a', 'a-b', 'a/b'])
+      expect(await storage.listHistory({ after: 'a/b' })).toEqual(['b', 'c'])
+    } finally {
+      await storage.close()
     }
   })
 
@@ -507,8 +506,10 @@ describe('s3 storage', () => {
         expected = `${i}-0`
       }
       await storage.appendLog('doc', [entry('1-0'), entry('5-0')])
+      await storage.putCheckpoint('doc', { upTo: '5-0', state: Uint8Array.from([5]) })
       const keys = await allKeys(inspect, Bucket)
       expect(keys).toEqual([
+        `p/v1/docs/doc/checkpoints/${'5'.padStart(15, '0')}-${'0'.padStart(20, '0')}.ydoc`,
         `p/v1/docs/doc/log/${'1'.padStart(15, '0')}-${'0'.padStart(20, '0')}_${'5'.padStart(15, '0')}-${'0'.padStart(20, '0')}.ylog`,
         `p/v1/docs/doc/state/${'4'.padStart(15, '0')}-${'0'.padStart(20, '0')}.ydoc`,
         `p/v1/docs/doc/state/${'5'.padStart(15, '0')}-${'0'.padStart(20, '0')}.ydoc`,
@@ -565,8 +566,16 @@ describe('s3 storage', () => {
       expect(await storage.compareAndSet('a-doc', null, stored('1-0', [1]))).toBe(true)
       expect(await storage.compareAndSet('zz', null, stored('1-0', [1]))).toBe(true)
       expect(await storage.list()).toEqual(['a-doc', 'doc', 'zz'])
+      await storage.putCheckpoint('zz', { upTo: '1-0', state: Uint8Array.from([1]) })
+      expect(await storage.listHistory()).toEqual(['doc', 'zz'])
       expectLog(await storage.readLog('doc'), entries)
       expectLog(await storage.readLog('doc', { after: '1000-0' }), entries.slice(1000))
+      expect(await storage.logExtent('doc')).toMatchObject({
+        first: '1-0',
+        last: '1003-0',
+        entries: 1003,
+        segments: 1003,
+      })
       await storage.delete('doc')
       expect(await storage.readLog('doc')).toEqual([])
       expect(await storage.load('doc')).toBeNull()

@@ -75,26 +75,49 @@ export const decodeStateFile = (
 }
 
 /**
- * The document name in the first bytes of a state file, or null when `head` ends before the name
- * does. `whole`: `head` is the entire file, so a header that does not decode is corrupt.
+ * Reads what the first bytes of a state file or log batch (`head`) start with: `read` gets a
+ * decoder past the magic. Returns null when `head` ends too soon; `whole`: `head` is the entire
+ * object, so a header that does not decode is corrupt.
  */
-export const docNameInStateHeader = (
+const readHeader = <T>(
   where: string,
   head: Uint8Array,
   whole: boolean,
-): string | null => {
+  magics: readonly string[],
+  read: (decoder: decoding.Decoder) => T,
+): T | null => {
   try {
     const decoder = decoding.createDecoder(head)
     const magic = readMagic(decoder)
-    if (magic !== STATE_MAGIC) throw new Error(`bad magic ${JSON.stringify(magic)}`)
-    return decoding.readVarString(decoder)
+    if (!magics.includes(magic)) throw new Error(`bad magic ${JSON.stringify(magic)}`)
+    return read(decoder)
   } catch (err) {
     if (whole) {
-      throw new AppError('STORAGE_UNAVAILABLE', `corrupt document state ${where}`, { cause: err })
+      throw new AppError('STORAGE_UNAVAILABLE', `corrupt storage object ${where}`, { cause: err })
     }
     return null
   }
 }
+
+/**
+ * The document name in the first bytes of a state file (state version or checkpoint) or log batch,
+ * or null when `head` ends before the name does. `whole`: `head` is the entire object, so a header
+ * that does not decode is corrupt.
+ */
+export const docNameInHeader = (where: string, head: Uint8Array, whole: boolean): string | null =>
+  readHeader(where, head, whole, [STATE_MAGIC, LOG_MAGIC], (decoder) =>
+    decoding.readVarString(decoder),
+  )
+
+/**
+ * How many entries a log batch holds (repeated ids counted each time), from its first bytes; null
+ * when `head` ends before the count does.
+ */
+export const logBatchCount = (where: string, head: Uint8Array, whole: boolean): number | null =>
+  readHeader(where, head, whole, [LOG_MAGIC], (decoder) => {
+    decoding.readVarString(decoder)
+    return decoding.readVarUint(decoder)
+  })
 
 export const encodeLogBatch = (doc: string, entries: readonly LogEntry[]): Uint8Array => {
   const encoder = encoding.createEncoder()

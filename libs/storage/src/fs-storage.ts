@@ -12,16 +12,18 @@ import {
 } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
 import { AppError, guarded, sleep } from '@streambed/common'
+import { type Blobs, isLogName, isStateName } from './blobs.js'
 import type { DocStorage } from './storage.js'
-import { type Blobs, createVersionedStorage, isStateName } from './versioned-objects.js'
+import { createVersionedStorage } from './versioned-objects.js'
 
 /**
  * Local-directory storage: safe for any number of processes on one machine, not for machines
  * sharing a network file system. The versioned-object scheme of versioned-objects.ts, in files:
  *
- *   <dir>/v1/docs/<escaped>/<sortable watermark>.ydoc   state versions (encodeStateFile)
- *   <dir>/v1/log/<escaped>/<first>_<last>.ylog           update log batches
- *   <dir>/v1/locks/<escaped>.lock                        held during compare-and-set and delete
+ *   <dir>/v1/docs/<escaped>/<sortable watermark>.ydoc      state versions (encodeStateFile)
+ *   <dir>/v1/log/<escaped>/<first>_<last>.ylog              update log batches and segments
+ *   <dir>/v1/checkpoints/<escaped>/<sortable upTo>.ydoc     checkpoints (encodeStateFile)
+ *   <dir>/v1/locks/<escaped>.lock                           held during compare-and-set and delete
  *
  * Files are written atomically (temporary file, fsync, rename, fsync the directory, and fsync the
  * parent of a directory just created). Compare-and-set and delete hold an O_EXCL lock file, so of
@@ -30,6 +32,12 @@ import { type Blobs, createVersionedStorage, isStateName } from './versioned-obj
  * both store a version; the highest — what `load` returns — contains everything the other does, so
  * a stored watermark still never goes back (docs/decisions/0007). A rename replaces an existing
  * file: puts do not honour if-absent, the lock does that job.
+ *
+ * Deleting a file does not sync its directory: a crash may bring back an old state version, a log
+ * batch already packed into a segment (its entries are read once) or one dropped by dropLog (the
+ * next dropLog removes it again). The update log and checkpoints take no lock (object-log.ts says
+ * why racing writers are safe without one). A log directory emptied by dropLog stays: removing it
+ * would race an appendLog that has just created it.
  */
 export interface FsStorageOptions {
   /** Root directory; created if missing. */
@@ -99,12 +107,13 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
   const root = join(opts.dir, 'v1')
   const docsDir = join(root, 'docs')
   const logDir = join(root, 'log')
+  const checkpointsDir = join(root, 'checkpoints')
   const locksDir = join(root, 'locks')
   const staleLockMs = opts.staleLockMs ?? 30_000
   try {
     await mkdir(opts.dir, { recursive: true })
     await ensureDir(root, opts.dir)
-    for (const d of [docsDir, logDir, locksDir]) await ensureDir(d, root)
+    for (const d of [docsDir, logDir, checkpointsDir, locksDir]) await ensureDir(d, root)
   } catch (err) {
     throw new AppError(
       'CONFIG',
@@ -144,7 +153,8 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
     folders: (escaped) => {
       const state = `${join(docsDir, escaped)}${sep}`
       const log = `${join(logDir, escaped)}${sep}`
-      return { state, log, all: [state, log] }
+      const checkpoints = `${join(checkpointsDir, escaped)}${sep}`
+      return { state, log, checkpoints, all: [state, log, checkpoints] }
     },
     list: async (folder) => {
       try {
@@ -154,14 +164,49 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
         throw err
       }
     },
-    newestStates: async () => {
-      const newest = new Map<string, string>()
-      for (const escaped of await readdir(docsDir)) {
-        const names = (await blobs.list(blobs.folders(escaped).state)).filter(isStateName).sort()
-        const last = names.at(-1)
-        if (last !== undefined) newest.set(escaped, last)
+    listSized: async (folder) => {
+      const sizes = new Map<string, number>()
+      for (const name of await blobs.list(folder)) {
+        const info = await stat(join(folder, name)).catch((err: unknown) => {
+          // Deleted since the listing: left out, as if listed a moment later.
+          if (isMissing(err)) return null
+          throw err
+        })
+        if (info !== null) sizes.set(name, info.size)
       }
-      return newest
+      return sizes
+    },
+    documents: async (kind) => {
+      const found = new Map<string, string>()
+      /** For every document folder under `dir`, the key of the object `pick` chooses. */
+      const scan = async (
+        dir: string,
+        folderOf: (escaped: string) => string,
+        pick: (names: string[]) => string | undefined,
+      ) => {
+        for (const escaped of await readdir(dir)) {
+          if (found.has(escaped)) continue
+          const folder = folderOf(escaped)
+          const name = pick(await blobs.list(folder))
+          if (name !== undefined) found.set(escaped, `${folder}${name}`)
+        }
+      }
+      if (kind === 'state') {
+        const newest = (names: string[]) => names.filter(isStateName).sort().at(-1)
+        await scan(docsDir, (e) => blobs.folders(e).state, newest)
+      } else {
+        await scan(
+          checkpointsDir,
+          (e) => blobs.folders(e).checkpoints,
+          (n) => n.find(isStateName),
+        )
+        await scan(
+          logDir,
+          (e) => blobs.folders(e).log,
+          (n) => n.find(isLogName),
+        )
+      }
+      return found
     },
     get: async (key, rangeBytes) => {
       let handle: FileHandle

@@ -1,17 +1,28 @@
 import pg from 'pg'
 import { failure, guarded, type Logger, silentLogger } from '@streambed/common'
-import { compareWatermarks, type DocStorage, type LogEntry, type Watermark } from './storage.js'
+import {
+  compareWatermarks,
+  type DocStorage,
+  type LogEntry,
+  type LogExtent,
+  type Watermark,
+} from './storage.js'
 
 /**
- * Postgres storage: one row per document, one row per archived stream entry.
+ * Postgres storage: one row per document, one row per archived stream entry, one per checkpoint.
  *
- *   streambed_docs_v1  (name, state, watermark, version, updated_at)   compacted state
- *   streambed_log_v1   (name, id_ms, id_seq, "update")                  update log, keyed by entry id
+ *   streambed_docs_v1         (name, state, watermark, version, updated_at)  compacted state
+ *   streambed_log_v1          (name, id_ms, id_seq, "update")                 update log, by entry id
+ *   streambed_checkpoints_v1  (name, up_ms, up_seq, state)                    checkpoints, by upTo
  *
  * Every compare-and-set is one statement, so Postgres' row locking decides races: of several
  * writers starting from the same watermark exactly one succeeds (a `next` below `expected` is
  * refused without a statement). Log ids are stored as numbers, so readLog orders them numerically
- * and returns them in canonical form. Unqualified table names resolve through the connection's
+ * and returns them in canonical form. Rows are not files: packLog has nothing to merge and
+ * returns 0, and logExtent counts the whole log as one segment. listHistory finds the documents in
+ * the log by walking its primary key index one name at a time (a loose index scan: a step per
+ * document, not a row per entry), then sorts them by code point in SQL, since the log's name column
+ * has the database's default collation. Unqualified table names resolve through the connection's
  * search_path (`?options=-c search_path=<schema>` in the URL selects a schema).
  *
  * Migrations run when a storage is created, inside one transaction holding an advisory lock (per
@@ -55,6 +66,19 @@ const migrations: readonly Migration[] = [
         id_seq numeric(20, 0) NOT NULL,
         "update" bytea NOT NULL,
         PRIMARY KEY (name, id_ms, id_seq)
+      );
+    `,
+  },
+  {
+    version: 2,
+    name: 'checkpoints',
+    sql: `
+      CREATE TABLE streambed_checkpoints_v1 (
+        name text COLLATE "C" NOT NULL,
+        up_ms bigint NOT NULL,
+        up_seq numeric(20, 0) NOT NULL,
+        state bytea NOT NULL,
+        PRIMARY KEY (name, up_ms, up_seq)
       );
     `,
   },
@@ -184,29 +208,129 @@ export const createPostgresStorage = async (opts: PostgresStorageOptions): Promi
         )
       })
     },
-    readLog: (doc, readOpts = {}) =>
+    readLog: (doc, { after, upTo } = {}) =>
       guarded('STORAGE_UNAVAILABLE', `cannot read the update log of ${doc}`, async () => {
-        const [afterMs, afterSeq] =
-          readOpts.after === undefined ? [null, null] : splitId(readOpts.after)
+        const [afterMs, afterSeq] = after === undefined ? [null, null] : splitId(after)
+        const [upToMs, upToSeq] = upTo === undefined ? [null, null] : splitId(upTo)
         const res = await pool.query<{ ms: string; seq: string; update: Buffer }>(
           `SELECT id_ms::text AS ms, id_seq::text AS seq, "update" FROM streambed_log_v1
-           WHERE name = $1 AND ($2::bigint IS NULL OR (id_ms, id_seq) > ($2::bigint, $3::numeric))
+           WHERE name = $1
+             AND ($2::bigint IS NULL OR (id_ms, id_seq) > ($2::bigint, $3::numeric))
+             AND ($4::bigint IS NULL OR (id_ms, id_seq) <= ($4::bigint, $5::numeric))
            ORDER BY id_ms, id_seq`,
-          [doc, afterMs, afterSeq],
+          [doc, afterMs, afterSeq, upToMs, upToSeq],
         )
         return res.rows.map((r): LogEntry => ({ id: `${r.ms}-${r.seq}`, update: r.update }))
+      }),
+    logExtent: (doc) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot read the update log of ${doc}`, async () => {
+        const edge = (order: string) =>
+          `(SELECT id_ms::text || '-' || id_seq::text FROM streambed_log_v1
+            WHERE name = $1 ORDER BY ${order} LIMIT 1)`
+        const res = await pool.query<{
+          entries: string
+          bytes: string
+          first: string
+          last: string
+        }>(
+          `SELECT count(*)::text AS entries, coalesce(sum(octet_length("update")), 0)::text AS bytes,
+             ${edge('id_ms, id_seq')} AS first, ${edge('id_ms DESC, id_seq DESC')} AS last
+           FROM streambed_log_v1 WHERE name = $1`,
+          [doc],
+        )
+        const row = res.rows[0]
+        if (!row || row.entries === '0') return null
+        const extent: LogExtent = {
+          first: row.first,
+          last: row.last,
+          entries: Number(row.entries),
+          bytes: Number(row.bytes),
+          segments: 1,
+        }
+        return extent
+      }),
+    packLog: async () => 0,
+    dropLog: (doc, upTo) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot drop the update log of ${doc}`, async () => {
+        await pool.query(
+          `DELETE FROM streambed_log_v1
+           WHERE name = $1 AND (id_ms, id_seq) <= ($2::bigint, $3::numeric)`,
+          [doc, ...splitId(upTo)],
+        )
+      }),
+    putCheckpoint: (doc, { upTo, state }) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot store a checkpoint of ${doc}`, async () => {
+        await pool.query(
+          `INSERT INTO streambed_checkpoints_v1 (name, up_ms, up_seq, state) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (name, up_ms, up_seq) DO UPDATE SET state = EXCLUDED.state`,
+          [doc, ...splitId(upTo), state],
+        )
+      }),
+    listCheckpoints: (doc) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot list the checkpoints of ${doc}`, async () => {
+        const res = await pool.query<{ up: string }>(
+          `SELECT up_ms::text || '-' || up_seq::text AS up FROM streambed_checkpoints_v1
+           WHERE name = $1 ORDER BY up_ms, up_seq`,
+          [doc],
+        )
+        return res.rows.map((r) => r.up)
+      }),
+    loadCheckpoint: (doc, upTo) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot read a checkpoint of ${doc}`, async () => {
+        const res = await pool.query<{ up: string; state: Buffer }>(
+          `SELECT up_ms::text || '-' || up_seq::text AS up, state FROM streambed_checkpoints_v1
+           WHERE name = $1 AND up_ms = $2 AND up_seq = $3`,
+          [doc, ...splitId(upTo)],
+        )
+        const row = res.rows[0]
+        return row ? { upTo: row.up, state: row.state } : null
+      }),
+    dropCheckpoints: (doc, upTos) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot drop checkpoints of ${doc}`, async () => {
+        if (upTos.length === 0) return
+        const ids = upTos.map(splitId)
+        await pool.query(
+          `DELETE FROM streambed_checkpoints_v1
+           WHERE name = $1 AND (up_ms, up_seq) IN (
+             SELECT * FROM unnest($2::bigint[], $3::numeric[]))`,
+          [doc, ids.map(([ms]) => ms), ids.map(([, seq]) => seq)],
+        )
       }),
     delete: (doc) =>
       guarded('STORAGE_UNAVAILABLE', `cannot delete ${doc}`, async () => {
         await inTransaction(pool, async (client) => {
           await client.query('DELETE FROM streambed_docs_v1 WHERE name = $1', [doc])
           await client.query('DELETE FROM streambed_log_v1 WHERE name = $1', [doc])
+          await client.query('DELETE FROM streambed_checkpoints_v1 WHERE name = $1', [doc])
         })
       }),
     list: ({ after, limit = 1000 } = {}) =>
       guarded('STORAGE_UNAVAILABLE', 'cannot list documents', async () => {
         const res = await pool.query<{ name: string }>(
           `SELECT name FROM streambed_docs_v1 WHERE $1::text IS NULL OR name > $1
+           ORDER BY name LIMIT $2`,
+          [after ?? null, limit],
+        )
+        return res.rows.map((r) => r.name)
+      }),
+    listHistory: ({ after, limit = 1000 } = {}) =>
+      guarded('STORAGE_UNAVAILABLE', 'cannot list documents with history', async () => {
+        // `logged` steps through the log's distinct names in its index order (the default
+        // collation); the result is sorted by code point, like list().
+        const res = await pool.query<{ name: string }>(
+          `WITH RECURSIVE logged(name) AS (
+             (SELECT name FROM streambed_log_v1 ORDER BY name LIMIT 1)
+             UNION ALL
+             SELECT (SELECT l.name FROM streambed_log_v1 l
+                     WHERE l.name > logged.name ORDER BY l.name LIMIT 1)
+             FROM logged WHERE logged.name IS NOT NULL
+           )
+           SELECT name FROM (
+             SELECT name COLLATE "C" AS name FROM logged WHERE name IS NOT NULL
+             UNION
+             SELECT name FROM streambed_checkpoints_v1
+           ) AS history
+           WHERE $1::text IS NULL OR name > $1
            ORDER BY name LIMIT $2`,
           [after ?? null, limit],
         )

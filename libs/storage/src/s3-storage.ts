@@ -7,15 +7,17 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3'
 import { AppError, failure, guarded, type Logger, silentLogger } from '@streambed/common'
+import { type Blobs, isLogName, isStateName } from './blobs.js'
 import type { DocStorage } from './storage.js'
-import { type Blobs, createVersionedStorage, isStateName } from './versioned-objects.js'
+import { createVersionedStorage } from './versioned-objects.js'
 
 /**
  * S3 storage (AWS S3 or any S3-compatible server): the versioned-object scheme of
  * versioned-objects.ts, in objects:
  *
- *   <prefix>v1/docs/<escaped>/state/<sortable watermark>.ydoc   state versions (encodeStateFile)
- *   <prefix>v1/docs/<escaped>/log/<first>_<last>.ylog           update log batches (encodeLogBatch)
+ *   <prefix>v1/docs/<escaped>/state/<sortable watermark>.ydoc     state versions (encodeStateFile)
+ *   <prefix>v1/docs/<escaped>/log/<first>_<last>.ylog             update log batches and segments
+ *   <prefix>v1/docs/<escaped>/checkpoints/<sortable upTo>.ydoc    checkpoints (encodeStateFile)
  *
  * There is no critical section, so compare-and-set is not strict: writers racing from one
  * watermark may all return true, and the highest of them is what loads (the guarantee is spelled
@@ -27,11 +29,12 @@ import { type Blobs, createVersionedStorage, isStateName } from './versioned-obj
  *
  * Listing uses ListObjects (V1), paging with `Marker` = the last key seen: every S3 service
  * supports it, while s3rver answers any truncated ListObjectsV2 page with InternalError (its
- * continuation tokens use the DES cipher, which Node >= 20 with OpenSSL 3 refuses). list() scans
- * the keys under `v1/docs/` (skipping the rest of a document's log where a page ends inside it)
- * instead of asking for common prefixes with a `/` delimiter: that finds exactly the documents that
- * have a state version without a request per document, and s3rver's delimiter listing misses
- * prefixes whose objects lie two levels deeper.
+ * continuation tokens use the DES cipher, which Node >= 20 with OpenSSL 3 refuses). list() and
+ * listHistory() scan the keys under `v1/docs/` (skipping the rest of a document's log or
+ * checkpoints where a page ends inside them) instead of asking for common prefixes with a `/`
+ * delimiter: that finds exactly the documents that have a state version (or history) without a
+ * request per document, and s3rver's delimiter listing misses prefixes whose objects lie two
+ * levels deeper.
  */
 export interface S3StorageOptions {
   /**
@@ -69,22 +72,34 @@ export const createS3Storage = async (opts: S3StorageOptions): Promise<DocStorag
 
   const docsPrefix = `${prefix}v1/docs/`
 
-  /** One page of keys under `Prefix` after `Marker`, as the server returns them. */
+  /** One page of objects under `Prefix` after `Marker`, as the server returns them. */
   const listPage = async (Prefix: string, Marker: string | undefined) => {
     const res = await client.send(new ListObjectsCommand({ Bucket: bucket, Prefix, Marker }))
-    const keys = (res.Contents ?? []).flatMap((o) => (o.Key === undefined ? [] : [o.Key]))
-    return { keys, truncated: res.IsTruncated === true }
+    const objects = (res.Contents ?? []).flatMap((o) =>
+      o.Key === undefined ? [] : [{ key: o.Key, bytes: o.Size ?? 0 }],
+    )
+    return { objects, keys: objects.map((o) => o.key), truncated: res.IsTruncated === true }
   }
 
-  /** Every key under `Prefix`, ascending. */
-  const listKeys = async (Prefix: string): Promise<string[]> => {
-    const keys: string[] = []
+  /** Every object under `Prefix`. */
+  const listObjects = async (Prefix: string) => {
+    const objects: { key: string; bytes: number }[] = []
     for (let after: string | undefined; ;) {
       const page = await listPage(Prefix, after)
-      keys.push(...page.keys)
+      objects.push(...page.objects)
       after = page.keys.at(-1)
-      if (!page.truncated || after === undefined) return keys.sort()
+      if (!page.truncated || after === undefined) return objects
     }
+  }
+
+  /** The objects directly in `folder`, by name. */
+  const listFolder = async (folder: string): Promise<Map<string, number>> => {
+    const sizes = new Map<string, number>()
+    for (const { key, bytes } of await listObjects(folder)) {
+      const name = key.slice(folder.length)
+      if (!name.includes('/')) sizes.set(name, bytes)
+    }
+    return sizes
   }
 
   const deleteKeys = async (keys: readonly string[]): Promise<void> => {
@@ -103,30 +118,43 @@ export const createS3Storage = async (opts: S3StorageOptions): Promise<DocStorag
   const blobs: Blobs = {
     folders: (escaped) => {
       const doc = `${docsPrefix}${escaped}/`
-      return { state: `${doc}state/`, log: `${doc}log/`, all: [doc] }
+      return {
+        state: `${doc}state/`,
+        log: `${doc}log/`,
+        checkpoints: `${doc}checkpoints/`,
+        all: [doc],
+      }
     },
-    list: async (folder) =>
-      (await listKeys(folder)).map((k) => k.slice(folder.length)).filter((n) => !n.includes('/')),
+    list: async (folder) => [...(await listFolder(folder)).keys()],
+    listSized: listFolder,
     /**
-     * One pass over the keys under `v1/docs/`; where a page ends inside a document's log, the rest
-     * of that log is skipped (it cannot name another document).
+     * One pass over the keys under `v1/docs/`; where a page ends inside a document's log or
+     * checkpoints, the rest of them is skipped (they cannot name another document).
      */
-    newestStates: async () => {
-      const newest = new Map<string, string>()
+    documents: async (kind) => {
+      const found = new Map<string, string>()
       for (let after: string | undefined; ;) {
         const page = await listPage(docsPrefix, after)
         for (const key of page.keys) {
           const [escaped, folder, name, ...deeper] = key.slice(docsPrefix.length).split('/')
-          if (escaped === undefined || folder !== 'state' || name === undefined) continue
-          if (deeper.length > 0 || !isStateName(name)) continue
-          const seen = newest.get(escaped)
-          if (seen === undefined || name > seen) newest.set(escaped, name)
+          if (escaped === undefined || name === undefined || deeper.length > 0) continue
+          if (kind === 'state') {
+            if (folder !== 'state' || !isStateName(name)) continue
+            const seen = found.get(escaped)
+            if (seen === undefined || key > seen) found.set(escaped, key)
+          } else if (
+            !found.has(escaped) &&
+            (folder === 'checkpoints' ? isStateName(name) : folder === 'log' && isLogName(name))
+          ) {
+            found.set(escaped, key)
+          }
         }
         const last = page.keys.at(-1)
-        if (!page.truncated || last === undefined) return newest
-        const [escaped, folder, ...inLog] = last.slice(docsPrefix.length).split('/')
+        if (!page.truncated || last === undefined) return found
+        const [escaped, folder, ...inside] = last.slice(docsPrefix.length).split('/')
         // Keys from `<escaped>/log/` up to `<escaped>/log0` are exactly that document's log.
-        after = folder === 'log' && inLog.length > 0 ? `${docsPrefix}${escaped}/log0` : last
+        const skip = (folder === 'log' || folder === 'checkpoints') && inside.length > 0
+        after = skip ? `${docsPrefix}${escaped}/${folder}0` : last
       }
     },
     get: async (Key, rangeBytes) => {
@@ -165,7 +193,7 @@ export const createS3Storage = async (opts: S3StorageOptions): Promise<DocStorag
       }
     },
     delete: deleteKeys,
-    deleteAll: async (folder) => deleteKeys(await listKeys(folder)),
+    deleteAll: async (folder) => deleteKeys((await listObjects(folder)).map((o) => o.key)),
   }
 
   return createVersionedStorage(blobs, {

@@ -1,9 +1,10 @@
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { createLogger, isAppError } from '@streambed/common'
-import { encodeStateFile, escapeDocName, sortableWatermark } from './encoding.js'
-import type { StoredDoc } from './storage.js'
-import { type Blobs, createVersionedStorage, isStateName } from './versioned-objects.js'
+import { type Blobs, isLogName, isStateName } from './blobs.js'
+import { encodeLogBatch, encodeStateFile, escapeDocName, sortableWatermark } from './encoding.js'
+import type { LogEntry, StoredDoc } from './storage.js'
+import { createVersionedStorage } from './versioned-objects.js'
 
 /** Blobs in a Map, with hooks to make a test's trouble. */
 const memoryBlobs = () => {
@@ -11,27 +12,40 @@ const memoryBlobs = () => {
   const calls: string[] = []
   const hooks: {
     beforeGet?: (key: string) => void
+    /** What the next listing returns instead of the folder's names. */
+    nextList?: (names: string[]) => string[]
     failDelete?: Error
     refusePut?: boolean
   } = {}
+  const inFolder = (folder: string) =>
+    [...objects.keys()]
+      .filter((k) => k.startsWith(folder) && !k.slice(folder.length).includes('/'))
+      .map((k) => k.slice(folder.length))
+  const listed = (folder: string) => {
+    const override = hooks.nextList
+    hooks.nextList = undefined
+    return override ? override(inFolder(folder)) : inFolder(folder)
+  }
   const blobs: Blobs = {
     folders: (escaped) => ({
       state: `d/${escaped}/s/`,
       log: `d/${escaped}/l/`,
+      checkpoints: `d/${escaped}/c/`,
       all: [`d/${escaped}/`],
     }),
-    list: async (folder) =>
-      [...objects.keys()]
-        .filter((k) => k.startsWith(folder) && !k.slice(folder.length).includes('/'))
-        .map((k) => k.slice(folder.length)),
-    newestStates: async () => {
-      const newest = new Map<string, string>()
-      for (const key of objects.keys()) {
-        const [, escaped, folder, name] = key.split('/')
-        if (escaped === undefined || folder !== 's' || !isStateName(name ?? '')) continue
-        if (name! > (newest.get(escaped) ?? '')) newest.set(escaped, name!)
+    list: async (folder) => listed(folder),
+    listSized: async (folder) =>
+      new Map(listed(folder).map((n) => [n, objects.get(`${folder}${n}`)!.length])),
+    documents: async (kind) => {
+      const found = new Map<string, string>()
+      for (const key of [...objects.keys()].sort()) {
+        const [, escaped, folder, name = ''] = key.split('/')
+        if (escaped === undefined) continue
+        if (kind === 'state' && folder === 's' && isStateName(name)) found.set(escaped, key)
+        const history = (folder === 'c' && isStateName(name)) || (folder === 'l' && isLogName(name))
+        if (kind === 'history' && history && !found.has(escaped)) found.set(escaped, key)
       }
-      return newest
+      return found
     },
     get: async (key, rangeBytes) => {
       calls.push(`get ${key}${rangeBytes === undefined ? '' : ` ${rangeBytes}`}`)
@@ -40,11 +54,13 @@ const memoryBlobs = () => {
       return bytes === undefined ? null : bytes.subarray(0, rangeBytes)
     },
     put: async (key, bytes, { ifAbsent }) => {
+      calls.push(`put ${key}`)
       if (hooks.refusePut && ifAbsent) return false
       objects.set(key, bytes)
       return true
     },
     delete: async (keys) => {
+      calls.push(`delete ${keys.join(' ')}`)
       if (hooks.failDelete) throw hooks.failDelete
       for (const k of keys) objects.delete(k)
     },
@@ -62,7 +78,9 @@ const memoryBlobs = () => {
   }
   const stateKey = (doc: string, w: string) =>
     `d/${escapeDocName(doc)}/s/${sortableWatermark(w)}.ydoc`
-  return { objects, calls, hooks, blobs, stateKey }
+  const logKey = (doc: string, first: string, last: string) =>
+    `d/${escapeDocName(doc)}/l/${sortableWatermark(first)}_${sortableWatermark(last)}.ylog`
+  return { objects, calls, hooks, blobs, stateKey, logKey }
 }
 
 const stored = (watermark: string, bytes: number[]): StoredDoc => ({
@@ -84,6 +102,13 @@ const rejection = (p: Promise<unknown>) =>
     (err: unknown) => err,
   )
 
+/** `p` fails because what it read kept vanishing under it. */
+const expectGivenUp = async (p: Promise<unknown>, what: string) => {
+  const err = await rejection(p)
+  expect(isAppError(err, 'STORAGE_UNAVAILABLE')).toBe(true)
+  expect((err as Error).message).toBe(`${what} vanished 5 times while being read`)
+}
+
 describe('versioned objects', () => {
   it('lists again when the newest version vanishes, and gives up after five times', async () => {
     const m = memoryBlobs()
@@ -102,9 +127,7 @@ describe('versioned objects', () => {
     for (let i = 4; i < 10; i++) {
       m.objects.set(m.stateKey('doc', `${i}-0`), encodeStateFile('doc', stored(`${i}-0`, [i])))
     }
-    const err = await rejection(storage.load('doc'))
-    expect(isAppError(err, 'STORAGE_UNAVAILABLE')).toBe(true)
-    expect((err as Error).message).toBe('the newest state of doc vanished 5 times while being read')
+    await expectGivenUp(storage.load('doc'), 'the newest state of doc')
   })
 
   it('runs compare-and-set and delete in the critical section, load outside it', async () => {
@@ -115,6 +138,7 @@ describe('versioned objects', () => {
     await storage.delete('doc')
     expect(m.calls).toEqual([
       'enter doc',
+      `put ${m.stateKey('doc', '1-0')}`,
       'leave doc',
       `get ${m.stateKey('doc', '1-0')}`,
       'enter doc',
@@ -194,5 +218,147 @@ describe('versioned objects', () => {
       `get ${m.stateKey(long, '1-0')} 16384`,
       `get ${m.stateKey(long, '1-0')} 16384`,
     ])
+  })
+})
+
+describe('update log over objects', () => {
+  const entry = (id: string): LogEntry => ({ id, update: Buffer.from(`update ${id}`) })
+  const ids = (entries: readonly LogEntry[]) => entries.map((e) => e.id)
+  /** Puts a batch of `entryIds` behind the storage's back; returns its key. */
+  const batch = (m: ReturnType<typeof memoryBlobs>, entryIds: string[]) => {
+    const key = m.logKey('doc', entryIds[0]!, entryIds.at(-1)!)
+    m.objects.set(key, encodeLogBatch('doc', entryIds.map(entry)))
+    return key
+  }
+  const logKeys = (m: ReturnType<typeof memoryBlobs>) =>
+    [...m.objects.keys()].filter((k) => k.includes('/l/')).sort()
+
+  it('reads only the batches whose names overlap the range asked for', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    const [b12, b35, b69, b10] = [
+      batch(m, ['1-0', '2-0']),
+      batch(m, ['3-0', '4-0', '5-0']),
+      batch(m, ['6-0', '9-0']),
+      batch(m, ['10-0']),
+    ]
+    const reads = async (range: { after?: string; upTo?: string }) => {
+      m.calls.length = 0
+      const got = ids(await storage.readLog('doc', range))
+      return { got, read: m.calls.filter((c) => c.startsWith('get ')).sort() }
+    }
+    expect(await reads({ after: '2-0', upTo: '6-0' })).toEqual({
+      got: ['3-0', '4-0', '5-0', '6-0'],
+      read: [`get ${b35}`, `get ${b69}`],
+    })
+    expect(await reads({ after: '9-0' })).toEqual({ got: ['10-0'], read: [`get ${b10}`] })
+    expect(await reads({ upTo: '2-5' })).toEqual({ got: ['1-0', '2-0'], read: [`get ${b12}`] })
+    expect(await reads({ after: '6-0', upTo: '8-0' })).toEqual({ got: [], read: [`get ${b69}`] })
+    expect(await reads({ after: '10-0' })).toEqual({ got: [], read: [] })
+  })
+
+  it('packs by writing the segment before deleting the batches it replaces', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    const batches = ['1-0', '2-0', '3-0', '4-0'].map((id) => batch(m, [id]))
+    const later = batch(m, ['5-0', '6-0'])
+    m.calls.length = 0
+    expect(await storage.packLog('doc', '5-0')).toBe(4)
+    const segment = m.logKey('doc', '1-0', '4-0')
+    expect(m.calls.filter((c) => !c.startsWith('get '))).toEqual([
+      `put ${segment}`,
+      `delete ${batches.join(' ')}`,
+    ])
+    expect(logKeys(m)).toEqual([segment, later].sort())
+    expect(await storage.packLog('doc', '5-0')).toBe(0)
+    expect(ids(await storage.readLog('doc'))).toEqual(['1-0', '2-0', '3-0', '4-0', '5-0', '6-0'])
+  })
+
+  it('keeps a batch whose name the segment takes, merging it', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    const wide = batch(m, ['1-0', '3-0', '5-0'])
+    const inner = batch(m, ['2-0', '4-0'])
+    m.calls.length = 0
+    expect(await storage.packLog('doc', '9-0')).toBe(2)
+    expect(m.calls.filter((c) => !c.startsWith('get '))).toEqual([`put ${wide}`, `delete ${inner}`])
+    expect(logKeys(m)).toEqual([wide])
+    expect(ids(await storage.readLog('doc'))).toEqual(['1-0', '2-0', '3-0', '4-0', '5-0'])
+  })
+
+  it('lists again when a batch is packed away between listing and reading', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    const batches = ['1-0', '2-0', '3-0'].map((id) => batch(m, [id]))
+    // A packer in another process, at the worst moment: the segment is in, the batches are out.
+    m.hooks.beforeGet = () => {
+      m.hooks.beforeGet = undefined
+      m.objects.set(
+        m.logKey('doc', '1-0', '3-0'),
+        encodeLogBatch('doc', ['1-0', '2-0', '3-0'].map(entry)),
+      )
+      for (const key of batches) m.objects.delete(key)
+    }
+    expect(ids(await storage.readLog('doc'))).toEqual(['1-0', '2-0', '3-0'])
+
+    // Packers that never let up: whatever is listed is replaced before it is read.
+    let next = 100
+    m.hooks.beforeGet = (key) => {
+      m.objects.delete(key)
+      batch(m, [`${next++}-0`])
+    }
+    await expectGivenUp(storage.readLog('doc'), 'the update log of doc')
+  })
+
+  it('finds a segment that one listing missed while the batches it replaced went', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    const [b1, b2, b3] = ['1-0', '2-0', '3-0'].map((id) => batch(m, [id]))
+    // A packer ran while a listing in several pages (or directory reads) went on: the listing
+    // missed the segment, written where it had already looked, and b2, deleted before it looked.
+    const segment = m.logKey('doc', '1-0', '3-0')
+    m.objects.set(segment, encodeLogBatch('doc', ['1-0', '2-0', '3-0'].map(entry)))
+    m.objects.delete(b2!)
+    const name = (key: string) => key.slice(key.lastIndexOf('/') + 1)
+    m.hooks.nextList = () => [name(b1!), name(b3!)]
+    expect(ids(await storage.readLog('doc'))).toEqual(['1-0', '2-0', '3-0'])
+    m.hooks.nextList = () => [name(b1!), name(b3!)]
+    expect(await storage.logExtent('doc')).toMatchObject({ entries: 3 })
+  })
+
+  it('rewrites a batch straddling the drop bound, merging one that has its new name', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    batch(m, ['1-0', '2-0'])
+    batch(m, ['1-5', '5-0', '9-0'])
+    const sameName = batch(m, ['5-0', '7-0', '9-0'])
+    const after = batch(m, ['10-0'])
+    await storage.dropLog('doc', '3-0')
+    expect(logKeys(m)).toEqual([sameName, after])
+    expect(ids(await storage.readLog('doc'))).toEqual(['5-0', '7-0', '9-0', '10-0'])
+    await storage.dropLog('doc', '9-0')
+    expect(logKeys(m)).toEqual([after])
+    await storage.dropLog('doc', '10-0')
+    expect(logKeys(m)).toEqual([])
+    expect(await storage.logExtent('doc')).toBeNull()
+  })
+
+  it('counts entries from headers alone unless batch ranges overlap', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    const alone = [batch(m, ['1-0', '2-0']), batch(m, ['3-0', '4-0', '5-0'])]
+    const overlapping = [batch(m, ['6-0', '7-0', '8-0']), batch(m, ['7-0', '8-0', '9-0'])]
+    const single = batch(m, ['10-0'])
+    m.calls.length = 0
+    expect(await storage.logExtent('doc')).toEqual({
+      first: '1-0',
+      last: '10-0',
+      entries: 10,
+      bytes: [...alone, ...overlapping, single].reduce((n, k) => n + m.objects.get(k)!.length, 0),
+      segments: 5,
+    })
+    expect(m.calls.sort()).toEqual(
+      [...alone.map((k) => `get ${k} 16384`), ...overlapping.map((k) => `get ${k}`)].sort(),
+    )
   })
 })

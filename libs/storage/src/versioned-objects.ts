@@ -1,24 +1,35 @@
-import { AppError, guarded, type Logger } from '@streambed/common'
+import { guarded, type Logger } from '@streambed/common'
 import {
-  decodeLogBatch,
+  type Blobs,
+  CONCURRENCY,
+  type DocKind,
+  HEADER_BYTES,
+  isLogName,
+  isStateName,
+  mapLimit,
+  stateName,
+  untilSettled,
+  VANISHED,
+  watermarkOfName,
+} from './blobs.js'
+import {
   decodeStateFile,
-  docNameInStateHeader,
-  encodeLogBatch,
+  docNameInHeader,
   encodeStateFile,
   escapeDocName,
-  logBatchName,
-  sortableWatermark,
   unescapeDocName,
-  watermarkFromSortable,
 } from './encoding.js'
-import { compareWatermarks, type DocStorage, normaliseLog, type Watermark } from './storage.js'
+import { createObjectLog } from './object-log.js'
+import { compareWatermarks, type DocStorage, type Watermark } from './storage.js'
 
 /**
- * A DocStorage over a store of named, immutable objects: the scheme the fs and S3 backends share.
- * Each backend is a small `Blobs` adapter that says where a document's objects live.
+ * A DocStorage over a store of named, immutable objects (blobs.ts): the scheme the fs and S3
+ * backends share. Each backend is a small `Blobs` adapter that says where a document's objects
+ * live.
  *
- *   <state folder>/<sortable watermark>.ydoc   state versions (encodeStateFile)
- *   <log folder>/<first>_<last>.ylog           update log batches (encodeLogBatch)
+ *   <state folder>/<sortable watermark>.ydoc        state versions (encodeStateFile)
+ *   <log folder>/<first>_<last>.ylog                update log batches and segments (object-log.ts)
+ *   <checkpoints folder>/<sortable upTo>.ydoc       checkpoints (encodeStateFile, watermark = upTo)
  *
  * A document's folders are named by escapeDocName(doc); a sortable watermark sorts like the
  * watermark it encodes, so the names of a document's state versions sort by watermark.
@@ -56,40 +67,13 @@ import { compareWatermarks, type DocStorage, normaliseLog, type Watermark } from
  * delete() is not atomic without a critical section: a compareAndSet racing it may leave a state
  * version behind, as if it had run just after the delete.
  *
+ * Checkpoints are plain objects named by their upTo: putting one again replaces it.
+ *
  * list() takes the newest state version of every document from the adapter (a document is a folder
- * with at least one), collects every name and sorts in memory: escaped names do not sort like
- * names. A hashed name (`~<sha256>`) is read from its state version's header.
+ * with at least one), listHistory() one log batch or checkpoint of every document that has one;
+ * both collect every name and sort in memory: escaped names do not sort like names. A hashed name
+ * (`~<sha256>`) is read from the header of that object (each kind names its document).
  */
-
-/** Where one document's objects live. Folders are key prefixes ending in `/`. */
-export interface DocFolders {
-  readonly state: string
-  readonly log: string
-  /** Every folder delete() removes. */
-  readonly all: readonly string[]
-}
-
-/** A store of immutable objects under string keys; keys are a folder followed by a name. */
-export interface Blobs {
-  folders(escaped: string): DocFolders
-  /** Names of the objects directly in `folder`, in any order; none when the folder is missing. */
-  list(folder: string): Promise<string[]>
-  /** The name of the newest state version of every document that has one, by escaped name. */
-  newestStates(): Promise<Map<string, string>>
-  /** The object's bytes (or its first `rangeBytes`), or null when there is no such key. */
-  get(key: string, rangeBytes?: number): Promise<Uint8Array | null>
-  /**
-   * Stores `bytes` durably under `key`; readers see the whole object or none. `ifAbsent`: return
-   * false, storing nothing, if the key exists (stores that cannot tell store anyway).
-   */
-  put(key: string, bytes: Uint8Array, opts: { ifAbsent: boolean }): Promise<boolean>
-  /** Removes the objects; missing ones are fine. */
-  delete(keys: readonly string[]): Promise<void>
-  /** Removes `folder` and every object below it. */
-  deleteAll(folder: string): Promise<void>
-  /** Runs `fn` while no other critical section of the document runs; optional (see above). */
-  exclusive?<T>(escaped: string, fn: () => Promise<T>): Promise<T>
-}
 
 export interface VersionedStorageOptions extends Pick<DocStorage, 'kind' | 'ping' | 'close'> {
   /**
@@ -97,46 +81,6 @@ export interface VersionedStorageOptions extends Pick<DocStorage, 'kind' | 'ping
    * a failure fails compareAndSet (on a local disk it means the disk is in trouble).
    */
   logger?: Logger
-}
-
-/** Parallel requests within one operation (reading log batches, naming hashed documents). */
-const CONCURRENCY = 8
-/** Bytes read to find the document name in a state version's header. */
-const HEADER_BYTES = 16 * 1024
-/** How often load() lists again when the newest version keeps vanishing under it. */
-const LOAD_ATTEMPTS = 5
-
-const STATE_NAME = /^(\d{15}-\d{20})\.ydoc$/
-const LOG_NAME = /^\d{15}-\d{20}_(\d{15}-\d{20})\.ylog$/
-
-/** Whether `name` is a state version's (adapters use it to find documents). */
-export const isStateName = (name: string): boolean => STATE_NAME.test(name)
-
-const stateName = (w: Watermark): string => `${sortableWatermark(w)}.ydoc`
-
-/** The watermark a state version's name names. */
-const watermarkOfName = (name: string): Watermark => {
-  const sortable = STATE_NAME.exec(name)?.[1]
-  if (sortable === undefined) throw new TypeError(`not a state version name: ${name}`)
-  return watermarkFromSortable(sortable)
-}
-
-/** `fn` over `items`, at most `limit` at a time, results in order. */
-const mapLimit = async <T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> => {
-  const out: R[] = new Array<R>(items.length)
-  let next = 0
-  const run = async () => {
-    while (next < items.length) {
-      const i = next++
-      out[i] = await fn(items[i] as T)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run))
-  return out
 }
 
 /** The name of a document folder, or null when it is hashed; undefined when it is not ours. */
@@ -159,40 +103,72 @@ export const createVersionedStorage = (blobs: Blobs, opts: VersionedStorageOptio
   const stateNames = async (folder: string): Promise<string[]> =>
     (await blobs.list(folder)).filter(isStateName).sort()
 
+  /** The key of one object of `kind` of a document (the newest state version), if it has any. */
+  const someKey = async (kind: DocKind, escaped: string): Promise<string | undefined> => {
+    const { state, checkpoints, log } = blobs.folders(escaped)
+    if (kind === 'state') {
+      const newest = (await stateNames(state)).at(-1)
+      return newest === undefined ? undefined : `${state}${newest}`
+    }
+    const checkpoint = (await blobs.list(checkpoints)).find(isStateName)
+    if (checkpoint !== undefined) return `${checkpoints}${checkpoint}`
+    const batch = (await blobs.list(log)).find(isLogName)
+    return batch === undefined ? undefined : `${log}${batch}`
+  }
+
   /**
    * `read` applied to the key of the newest state version; null when there is none. A version
    * collected between listing and reading (`read` returns null) means a newer one exists: list
    * again.
    */
-  const withNewestState = async <T>(
+  const withNewestState = <T>(
     escaped: string,
     read: (key: string) => Promise<T | null>,
-  ): Promise<T | null> => {
-    const folder = blobs.folders(escaped).state
-    for (let attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
-      const newest = (await stateNames(folder)).at(-1)
-      if (newest === undefined) return null
-      const result = await read(`${folder}${newest}`)
-      if (result !== null) return result
-    }
-    throw new AppError(
-      'STORAGE_UNAVAILABLE',
-      `the newest state of ${escaped} vanished ${LOAD_ATTEMPTS} times while being read`,
-    )
+  ): Promise<T | null> =>
+    untilSettled(`the newest state of ${escaped}`, async () => {
+      const key = await someKey('state', escaped)
+      return key === undefined ? null : ((await read(key)) ?? VANISHED)
+    })
+
+  /** The document name in the header of the object at `key`; null when it is gone. */
+  const nameInObject = async (key: string): Promise<string | null> => {
+    const head = await blobs.get(key, HEADER_BYTES)
+    if (!head) return null
+    const name = docNameInHeader(key, head, head.length < HEADER_BYTES)
+    if (name !== null) return name
+    const whole = await blobs.get(key)
+    return whole && docNameInHeader(key, whole, true)
   }
 
-  /** The document name in the header of a hashed name's newest state version. */
-  const hashedName = async (escaped: string, newestKey: string): Promise<string | null> => {
-    const readName = async (key: string) => {
-      const head = await blobs.get(key, HEADER_BYTES)
-      if (!head) return null
-      const name = docNameInStateHeader(key, head, head.length < HEADER_BYTES)
-      if (name !== null) return name
-      const whole = await blobs.get(key)
-      return whole && decodeStateFile(key, whole).doc
+  /** The name of a hashed document, read from `key` or, gone since the listing, another object. */
+  const hashedName = async (kind: DocKind, escaped: string, key: string): Promise<string | null> =>
+    (await nameInObject(key)) ??
+    untilSettled(`the objects of ${escaped}`, async () => {
+      const other = await someKey(kind, escaped)
+      return other === undefined ? null : ((await nameInObject(other)) ?? VANISHED)
+    })
+
+  const listDocs = async (
+    kind: DocKind,
+    { after, limit = 1000 }: { after?: string; limit?: number },
+  ): Promise<string[]> => {
+    const names: string[] = []
+    const hashed: [string, string][] = []
+    for (const [escaped, key] of await blobs.documents(kind)) {
+      const name = nameOfFolder(escaped)
+      if (name === null) hashed.push([escaped, key])
+      else if (name !== undefined) names.push(name)
     }
-    // Collected since the listing: a newer version exists, find it.
-    return (await readName(newestKey)) ?? (await withNewestState(escaped, readName))
+    const resolved = await mapLimit(hashed, CONCURRENCY, ([escaped, key]) =>
+      hashedName(kind, escaped, key),
+    )
+    resolved.forEach((name, i) => {
+      if (name !== null && escapeDocName(name) === hashed[i]?.[0]) names.push(name)
+    })
+    return names
+      .filter((n) => after === undefined || n > after)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .slice(0, limit)
   }
 
   /** Deletes state versions below the newest two; writers racing us collect what we do not see. */
@@ -206,6 +182,9 @@ export const createVersionedStorage = (blobs: Blobs, opts: VersionedStorageOptio
         logger.warn({ err, doc }, 'could not delete old state versions; the next write will'),
       )
   }
+
+  const checkpointKey = (doc: string, upTo: Watermark) =>
+    `${blobs.folders(escapeDocName(doc)).checkpoints}${stateName(upTo)}`
 
   return {
     kind: opts.kind,
@@ -250,29 +229,28 @@ export const createVersionedStorage = (blobs: Blobs, opts: VersionedStorageOptio
           return true
         })
       }),
-    appendLog: async (doc, entries) => {
-      if (entries.length === 0) return
-      await guarded('STORAGE_UNAVAILABLE', `cannot archive ${doc}`, async () => {
-        const key = `${blobs.folders(escapeDocName(doc)).log}${logBatchName(entries)}.ylog`
-        await blobs.put(key, encodeLogBatch(doc, entries), { ifAbsent: false })
-      })
-    },
-    readLog: (doc, readOpts = {}) =>
-      guarded('STORAGE_UNAVAILABLE', `cannot read the update log of ${doc}`, async () => {
-        const after = readOpts.after === undefined ? undefined : sortableWatermark(readOpts.after)
-        const folder = blobs.folders(escapeDocName(doc)).log
-        const names = (await blobs.list(folder)).filter((name) => {
-          const last = LOG_NAME.exec(name)?.[1]
-          // A batch whose last entry is not above `after` has nothing to give.
-          return last !== undefined && (after === undefined || last > after)
-        })
-        const batches = await mapLimit(names, CONCURRENCY, async (name) => {
-          const key = `${folder}${name}`
-          const bytes = await blobs.get(key)
-          // Gone meanwhile: the document is being deleted.
-          return bytes ? decodeLogBatch(key, bytes) : []
-        })
-        return normaliseLog(batches.flat(), readOpts.after)
+    ...createObjectLog(blobs),
+    putCheckpoint: (doc, { upTo, state }) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot store a checkpoint of ${doc}`, async () => {
+        const bytes = encodeStateFile(doc, { state, watermark: upTo })
+        await blobs.put(checkpointKey(doc, upTo), bytes, { ifAbsent: false })
+      }),
+    listCheckpoints: (doc) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot list the checkpoints of ${doc}`, async () =>
+        (await stateNames(blobs.folders(escapeDocName(doc)).checkpoints)).map(watermarkOfName),
+      ),
+    loadCheckpoint: (doc, upTo) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot read a checkpoint of ${doc}`, async () => {
+        const key = checkpointKey(doc, upTo)
+        const bytes = await blobs.get(key)
+        if (bytes === null) return null
+        // Named by its upTo, in canonical form (as listCheckpoints gives it).
+        const { state } = decodeStateFile(key, bytes).stored
+        return { upTo: watermarkOfName(stateName(upTo)), state }
+      }),
+    dropCheckpoints: (doc, upTos) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot drop checkpoints of ${doc}`, async () => {
+        if (upTos.length > 0) await blobs.delete(upTos.map((w) => checkpointKey(doc, w)))
       }),
     delete: (doc) =>
       guarded('STORAGE_UNAVAILABLE', `cannot delete ${doc}`, async () => {
@@ -281,26 +259,12 @@ export const createVersionedStorage = (blobs: Blobs, opts: VersionedStorageOptio
           for (const folder of blobs.folders(escaped).all) await blobs.deleteAll(folder)
         })
       }),
-    list: ({ after, limit = 1000 } = {}) =>
-      guarded('STORAGE_UNAVAILABLE', 'cannot list documents', async () => {
-        const names: string[] = []
-        const hashed: [string, string][] = []
-        for (const [escaped, newest] of await blobs.newestStates()) {
-          const name = nameOfFolder(escaped)
-          if (name === null) hashed.push([escaped, `${blobs.folders(escaped).state}${newest}`])
-          else if (name !== undefined) names.push(name)
-        }
-        const resolved = await mapLimit(hashed, CONCURRENCY, ([escaped, key]) =>
-          hashedName(escaped, key),
-        )
-        resolved.forEach((name, i) => {
-          if (name !== null && escapeDocName(name) === hashed[i]?.[0]) names.push(name)
-        })
-        return names
-          .filter((n) => after === undefined || n > after)
-          .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-          .slice(0, limit)
-      }),
+    list: (listOpts = {}) =>
+      guarded('STORAGE_UNAVAILABLE', 'cannot list documents', () => listDocs('state', listOpts)),
+    listHistory: (listOpts = {}) =>
+      guarded('STORAGE_UNAVAILABLE', 'cannot list documents with history', () =>
+        listDocs('history', listOpts),
+      ),
     ping: () => opts.ping(),
     close: () => opts.close(),
   }
