@@ -165,8 +165,8 @@ export const writeLive = async (
       if (!s) break
       // Appends of one document keep their order: one connection, commands in call order.
       acks.push(
-        streams.append(s.doc, s.update, 'bench/0').then(({ id }) => {
-          if (s.last) opts.probe.wrote(s.doc, id, performance.now())
+        streams.append(s.doc, s.update, 'bench/0').then((appended) => {
+          if (s.last && appended) opts.probe.wrote(s.doc, appended.id, performance.now())
         }),
       )
     }

@@ -9,6 +9,8 @@ export { parseServerConfig, serverConfigSchema, type ServerConfig } from './conf
 
 export interface RunningServer {
   readonly port: number
+  /** The METRICS_PORT listener's port (the one chosen for METRICS_PORT=0), or null. */
+  readonly metricsPort: number | null
   readonly nodeId: string
   close(): Promise<void>
 }
@@ -41,8 +43,9 @@ export const startServer = async (
     })
     const host = config.HOST === '0.0.0.0' ? 'localhost' : config.HOST
     const url = `ws://${host}:${node.port}/<document>`
+    const { port, metricsPort } = node
     log.info(
-      { port: node.port, url, storage: storage.kind, auth: config.AUTH_MODE },
+      { port, metricsPort, url, storage: storage.kind, auth: config.AUTH_MODE },
       'server node listening',
     )
     const close = async () => {
@@ -53,7 +56,7 @@ export const startServer = async (
       await second.quit().catch(() => second.disconnect())
       log.info('server node stopped')
     }
-    return { port: node.port, nodeId: config.NODE_ID, close }
+    return { port, metricsPort, nodeId: config.NODE_ID, close }
   } catch (err) {
     disconnect()
     throw err

@@ -1,5 +1,6 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
-import { AppError, answerOps, type OpsEndpoints } from '@streambed/common'
+import { AppError, answerOps, type OpsEndpoints, parseDuration } from '@streambed/common'
+import { parseTime } from '@streambed/recovery'
 import { mergeAll } from '@streambed/protocol'
 import { partsOf } from '@streambed/streams'
 import type { Admission } from './admission.js'
@@ -84,25 +85,57 @@ export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
     handle(reply, path, token, origin).catch((err: unknown) => reply.error(err))
   }
 
-  app.get('/docs/*', (res, req) =>
+  app.get('/docs/*', (res, req) => {
+    const query = new URLSearchParams(req.getQuery())
     route(res, req, async (reply, path, token, origin) => {
+      if (path.endsWith(HISTORY)) {
+        const { doc } = await admission.request(path.slice(0, -HISTORY.length), token, origin)
+        const bucketMs = query.has('bucket')
+          ? parseDurationParam('bucket', query.get('bucket'))
+          : undefined
+        const limit = query.has('limit') ? positiveInt('limit', query.get('limit')) : undefined
+        return reply.json(200, await runtime.history(doc, { bucketMs, limit }))
+      }
       const { doc } = await admission.request(path, token, origin)
+      const at = query.get('at')
+      if (at !== null) {
+        const past = await runtime.readAt(doc, parseTime(at, Date.now()))
+        return reply.send(200, past.state, {
+          'content-type': 'application/octet-stream',
+          'x-streambed-up-to': past.upTo,
+          'x-streambed-as-of': new Date(past.asOf).toISOString(),
+          'x-streambed-exact': String(past.exact),
+        })
+      }
       const read = await runtime.readState(doc)
       reply.send(200, mergeAll(partsOf(read)), {
         'content-type': 'application/octet-stream',
         'x-streambed-up-to': read.upTo,
       })
-    }),
-  )
+    })
+  })
 
   app.post('/docs/*', (res, req) => {
     // The body is read from the start of the handler: uWS delivers it only to a synchronous onData.
     const body = readBody(res, opts.maxBodyBytes)
     // Handled below after admission; marked handled now in case it fails first (too large).
     body.catch(() => undefined)
+    const query = new URLSearchParams(req.getQuery())
     route(res, req, async (reply, path, token, origin) => {
-      const { doc, grant } = await admission.request(path, token, origin)
+      const restoring = path.endsWith(RESTORE)
+      const name = restoring ? path.slice(0, -RESTORE.length) : path
+      const { doc, grant } = await admission.request(name, token, origin)
       if (grant.access !== 'write') throw new AppError('FORBIDDEN', 'token grants read access only')
+      if (restoring) {
+        const at = query.get('at') ?? atOfBody(await body)
+        const result = await runtime.restore(doc, parseTime(at, Date.now()))
+        return reply.json(200, {
+          appended: result.appended !== null,
+          id: result.appended?.id ?? null,
+          asOf: new Date(result.asOf).toISOString(),
+          exact: result.exact,
+        })
+      }
       const result = await runtime.appendUpdate(doc, await body)
       reply.json(200, { appended: result !== null, id: result?.id ?? null })
     })
@@ -124,6 +157,41 @@ export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
     const what = `${req.getMethod().toUpperCase()} ${req.getUrl()}`
     createReply(res, opts.onHttpError).error(new AppError('NOT_FOUND', `no route for ${what}`))
   })
+}
+
+/** Reserved last segments of the document API's paths (a document named `x/history` is `x%2Fhistory`). */
+const HISTORY = '/history'
+const RESTORE = '/restore'
+
+/** `{"at": "<time>"}` from a restore request's body. */
+const atOfBody = (body: Uint8Array): string => {
+  try {
+    const value = (JSON.parse(Buffer.from(body).toString('utf8')) as { at?: unknown }).at
+    if (typeof value === 'string' || typeof value === 'number') return String(value)
+  } catch {
+    // reported below
+  }
+  throw new AppError('BAD_MESSAGE', 'restore needs ?at=<time> or a JSON body {"at": "<time>"}')
+}
+
+const positiveInt = (name: string, raw: string | null): number => {
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n <= 0)
+    throw new AppError(
+      'BAD_MESSAGE',
+      `${name}: expected a positive integer, got ${JSON.stringify(raw)}`,
+    )
+  return n
+}
+
+const parseDurationParam = (name: string, raw: string | null): number => {
+  const ms = raw === null ? undefined : parseDuration(raw)
+  if (ms === undefined || ms <= 0)
+    throw new AppError(
+      'BAD_MESSAGE',
+      `${name}: expected a duration like 1m, 1h, 1d; got ${JSON.stringify(raw)}`,
+    )
+  return ms
 }
 
 /** CORS headers for a browser origin ALLOWED_ORIGINS lets use the API (none otherwise). */

@@ -43,6 +43,10 @@ describe('KeyedBuckets', () => {
     expect(buckets.take('a')).toBe(1000)
     expect(buckets.take('b')).toBe(0)
     expect(buckets.size).toBe(2)
+    // A refused request spends nothing: after the wait it told, the client gets through.
+    expect(buckets.take('a')).toBe(1000)
+    c.advance(1000)
+    expect(buckets.take('a')).toBe(0)
     buckets.close()
   })
 })

@@ -50,7 +50,10 @@ export class KeyedBuckets {
     this.timer.unref()
   }
 
-  /** Spends one token of `key`'s bucket; the ms to wait (0: allowed now). */
+  /**
+   * Spends one token of `key`'s bucket if it has one: 0 (allowed now); else the ms until it has,
+   * spending nothing (a refused request costs no budget, so a client that waits gets through).
+   */
   take(key: string): number {
     let entry = this.buckets.get(key)
     if (!entry) {
@@ -58,7 +61,9 @@ export class KeyedBuckets {
       this.buckets.set(key, entry)
     }
     entry.usedAt = this.now()
-    return entry.bucket.take(1)
+    const waitMs = entry.bucket.take(1)
+    if (waitMs > 0) entry.bucket.take(-1)
+    return waitMs
   }
 
   get size(): number {

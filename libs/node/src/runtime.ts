@@ -3,6 +3,14 @@ import { type ClientMessage, decodeMessage } from '@streambed/protocol'
 import type { DocStorage } from '@streambed/storage'
 import type { AppendResult, AwarenessStore, DocStreams, Keys, Redis } from '@streambed/streams'
 import { type DocumentRead, ZERO_ID, readDocument } from '@streambed/streams'
+import {
+  type DocumentAt,
+  type HistoryListing,
+  type RestoreResult,
+  documentAt,
+  historyOf,
+  restoreDocument,
+} from '@streambed/recovery'
 import type { Grant } from './auth.js'
 import { Connection, type SocketLike } from './connection.js'
 import { FanOut } from './fan-out.js'
@@ -269,6 +277,24 @@ export class NodeRuntime {
   /** The document as one read (HTTP API). */
   readState(doc: string): Promise<DocumentRead> {
     return readDocument(this.opts.storage, this.opts.streams, doc)
+  }
+
+  /** The document as it was at `atMs` (history API); NOT_FOUND before it existed. */
+  readAt(doc: string, atMs: number): Promise<DocumentAt> {
+    return documentAt(this.opts, doc, atMs)
+  }
+
+  /** The versions of the document an application can show (history API). */
+  history(doc: string, opts: { bucketMs?: number; limit?: number }): Promise<HistoryListing> {
+    return historyOf(this.opts, doc, opts)
+  }
+
+  /**
+   * Makes the document look as it was at `atMs` with a forward update through the write path:
+   * connected clients converge to it, and the edits it undoes stay in the history.
+   */
+  restore(doc: string, atMs: number): Promise<RestoreResult> {
+    return restoreDocument(this.opts, doc, atMs, `${this.originPrefix}/restore`)
   }
 
   /** Appends an update received over HTTP; throws BAD_MESSAGE or REDIS_UNAVAILABLE. */

@@ -15,8 +15,9 @@ import { output, usageError } from '../cli-io.js'
 export const revokeUsage = `Usage: streambed revoke (--subject <sub> | --doc <name> | --token-id <jti>) [--ttl <duration>] [--json]
 
 Refuses tokens issued until now that carry the subject (sub claim), name the document, or have the
-token id (jti claim), and closes their sockets on every node within a second. Tokens issued after
-the revocation work. The revocation is kept for --ttl (default 24h): set it to the longest
+token id (jti claim), and closes their sockets on every node within a second. Tokens issued in a
+later second than the revocation work (iat has whole seconds; a token of the same second is
+refused, to be safe). The revocation is kept for --ttl (default 24h): set it to the longest
 lifetime of the tokens you issue. Needs AUTH_MODE=jwt on the nodes.
 
 Options:
@@ -39,7 +40,12 @@ const flags = {
 
 /** `streambed revoke`: records a revocation in Redis and announces it to every node. */
 export const revoke = async (args: readonly string[], env: Env): Promise<void> => {
-  const { values } = parseArgs({ args: [...args], options: flags, strict: true })
+  let values
+  try {
+    ;({ values } = parseArgs({ args: [...args], options: flags, strict: true }))
+  } catch (err) {
+    throw usageError(err instanceof Error ? err.message : String(err), revokeUsage)
+  }
   if (values.help) return void process.stdout.write(`${revokeUsage}\n`)
   const named: [RevocationKind, string | undefined][] = [
     ['sub', values.subject],
