@@ -5,6 +5,7 @@ import {
   type Env,
   envBool,
   envBytes,
+  envDuration,
   envEnum,
   envInt,
   envOptional,
@@ -312,6 +313,16 @@ describe('parseEnv', () => {
       })
     expect(parseEnv(refined, { A: '1', B: '2' })).toEqual({ A: 1, B: 2 })
     expect(problemsOf(refined, { A: '3' })).toEqual(['  configuration: A must not exceed B'])
+  })
+})
+
+describe('envDuration', () => {
+  it('reads a duration in ms with its default, and names the expected form', () => {
+    expect(one(envDuration({ default: 1000 }), undefined)).toBe(1000)
+    expect(one(envDuration(), '2h')).toBe(7_200_000)
+    expect(problemOf(envDuration({ min: 1000 }), '5')).toEqual([
+      '  X: expected a duration like 90s, 30m, 24h or 7d (>= 1000 ms), got "5"',
+    ])
   })
 })
 

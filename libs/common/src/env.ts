@@ -107,6 +107,17 @@ export const envBytes = (opts: { default?: number; min?: number; max?: number } 
     withDefault(opts.default),
   )
 
+/** A duration (`90s`, `30m`, `24h`, `7d` or ms) in ms; see parseDuration. */
+export const envDuration = (opts: { default?: number; min?: number } = {}) =>
+  fieldOf(
+    `a duration like 90s, 30m, 24h or 7d${opts.min !== undefined ? ` (>= ${opts.min} ms)` : ''}`,
+    (raw) => {
+      const ms = parseDuration(raw)
+      return ms === undefined || (opts.min !== undefined && ms < opts.min) ? undefined : ms
+    },
+    withDefault(opts.default),
+  )
+
 export const envBool = (opts: { default?: boolean } = {}) =>
   fieldOf(
     'true or false (also 1/0, yes/no)',

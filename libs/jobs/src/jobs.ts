@@ -135,9 +135,13 @@ export const createJobs = (opts: JobsOptions) => {
     const counts = await job.getDependenciesCount({ processed: true, unprocessed: true })
     const total = job.data.total
     const base = { id, operation: job.data.operation, total }
-    if (state === 'completed') return { ...base, state, done: total, result: job.returnvalue }
-    if (state === 'failed')
-      return { ...base, state, done: counts.processed ?? 0, error: job.failedReason }
+    if (state === 'completed' || state === 'failed') {
+      // The job was loaded before it ended: load it again for its result or reason.
+      const ended = (await Job.fromId<ParentData>(queue, id)) ?? job
+      return state === 'completed'
+        ? { ...base, state, done: total, result: ended.returnvalue }
+        : { ...base, state, done: counts.processed ?? 0, error: ended.failedReason }
+    }
     return { ...base, state: 'running', done: Math.min(total, counts.processed ?? 0) }
   }
 

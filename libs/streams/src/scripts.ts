@@ -105,4 +105,5 @@ export const scripts = {
   settle: loadScript('settle-2.lua'),
   finish: loadScript('finish-2.lua'),
   seedClocks: loadScript('seed-clocks-1.lua'),
+  restoreTail: loadScript('restore-tail-3.lua'),
 } as const
