@@ -191,6 +191,32 @@ describe('inspectUpdate', () => {
     )
   })
 
+  it.each([
+    [
+      'an origin after the item',
+      '01010600840605017800',
+      /item 6:0 names 6:5, not created before it, as its origin/,
+    ],
+    ['the item itself as origin', '01010600840600017800', /as its origin/],
+    ['a right origin after the item', '01010600440605017800', /as its right origin/],
+    ['a parent after the item', '0101060004000605017800', /as its parent/],
+  ])(
+    'rejects an item naming %s of its own client (it never applies alike twice)',
+    (_, hex, why) => {
+      const update = new Uint8Array(Buffer.from(hex, 'hex'))
+      expect(appErrorOf(() => inspectUpdate(update)).message).toMatch(why)
+    },
+  )
+
+  it('accepts an item whose origin is an earlier clock of its own client', () => {
+    const [first, second] = typed(6, (d) => {
+      d.getText('t').insert(0, 'a')
+      d.getText('t').insert(1, 'b')
+    })
+    expect(() => inspectUpdate(first!)).not.toThrow()
+    expect(inspectUpdate(second!).clients.get(6)).toEqual([{ from: 1, to: 2 }])
+  })
+
   it('rejects what validateUpdate rejects', () => {
     expect(appErrorOf(() => inspectUpdate(new Uint8Array([1, 2, 3]))).code).toBe('BAD_MESSAGE')
   })

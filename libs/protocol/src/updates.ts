@@ -2,6 +2,7 @@
 import * as Y from 'yjs'
 import * as decoding from 'lib0/decoding'
 import { AppError } from '@streambed/common'
+import { rootsToJSON } from './doc-json.js'
 
 const EMPTY_UPDATE = new Uint8Array([0, 0])
 
@@ -68,6 +69,7 @@ export const inspectUpdate = (update: Uint8Array): UpdateShape => {
       clients.set(client, runs)
     }
     if (struct.length <= 0) throw bad(`struct ${client}:${clock} has length ${struct.length}`)
+    if (struct instanceof Y.Item) refusesForwardReference(struct)
     end = clock + struct.length
     if (struct instanceof Y.Skip) continue
     const last = runs[runs.length - 1]
@@ -80,6 +82,47 @@ export const inspectUpdate = (update: Uint8Array): UpdateShape => {
   if (declared !== sections) throw bad(`${declared} sections declared, ${sections} found`)
   for (const [client, clientRuns] of clients) if (clientRuns.length === 0) clients.delete(client)
   return { clients, hasDeletes: decoded.ds.clients.size > 0 }
+}
+
+/**
+ * Yjs takes a reference from an item to an item of its own client (origin, right origin, parent) to
+ * point at an earlier clock: the writer created the referenced item first. One pointing at the
+ * item itself or later never resolves the same way twice (a document applying it throws, or keeps
+ * it half applied), so it is refused.
+ */
+const refusesForwardReference = (item: Y.Item): void => {
+  const { client, clock } = item.id
+  const refs: [string, unknown][] = [
+    ['origin', item.origin],
+    ['right origin', item.rightOrigin],
+    ['parent', item.parent],
+  ]
+  for (const [what, ref] of refs) {
+    if (ref instanceof Y.ID && ref.client === client && ref.clock >= clock)
+      throw bad(
+        `item ${client}:${clock} names ${client}:${ref.clock}, not created before it, as its ${what}`,
+      )
+  }
+  // Its left and right neighbours at creation cannot be one item.
+  const { origin, rightOrigin } = item
+  if (origin && rightOrigin && Y.compareIDs(origin, rightOrigin))
+    throw bad(`item ${client}:${clock} names ${origin.client}:${origin.clock} as both neighbours`)
+}
+
+/**
+ * Whether a Yjs document reads the same as its own encoding. Yjs places an item between the
+ * neighbours it names; neighbours that contradict the document (an item naming ids whose content
+ * another writer reused, for one) are placed one way when the update is applied and another way
+ * when the document's encoding is read, so live clients and joiners would disagree.
+ */
+export const readsAsEncoded = (doc: Y.Doc): boolean => {
+  const copy = new Y.Doc({ guid: 'streambed-check' })
+  try {
+    Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc))
+    return JSON.stringify(rootsToJSON(copy)) === JSON.stringify(rootsToJSON(doc))
+  } finally {
+    copy.destroy()
+  }
 }
 
 /**
@@ -175,8 +218,7 @@ export const disjointShapes = (shapes: readonly UpdateShape[]): boolean => {
   for (const shape of shapes) {
     for (const [client, runs] of shape.clients) {
       const before = seen.get(client) ?? []
-      for (const r of runs)
-        if (before.some((b) => r.from < b.to && b.from < r.to)) return false
+      for (const r of runs) if (before.some((b) => r.from < b.to && b.from < r.to)) return false
       seen.set(client, [...before, ...runs])
     }
   }

@@ -5,7 +5,7 @@
 import { AppError, type StreamId } from '@streambed/common'
 import { addsNothing, createSyncBaseline, inspectUpdate, mergeAll } from '@streambed/protocol'
 import { type AppendResult, partsOf, readDocument } from '@streambed/streams'
-import { docToJSON, type Json } from './doc-json.js'
+import { docToJSON, type Json } from '@streambed/protocol'
 import type { RecoveryDeps } from './documents.js'
 import { documentAt } from './history.js'
 

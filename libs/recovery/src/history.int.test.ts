@@ -14,7 +14,7 @@ import {
   readDocument,
 } from '@streambed/streams'
 import { uniquePrefix, useRedisServer } from '@streambed/testing'
-import { docToJSON } from './doc-json.js'
+import { docToJSON } from '@streambed/protocol'
 import { documentAt, historyOf, type HistorySource, restoreDocument } from './history.js'
 
 const fx = useRedisServer()

@@ -7,7 +7,7 @@ import { idTimeMs } from '@streambed/common'
 import { createFsStorage, type DocStorage, type LogEntry } from '@streambed/storage'
 import { createDocStreams, createKeys } from '@streambed/streams'
 import { uniquePrefix, useRedisServer } from '@streambed/testing'
-import { docToJSON } from './doc-json.js'
+import { docToJSON } from '@streambed/protocol'
 import { documentAt, historyOf, type HistorySource, restoreDocument } from './history.js'
 
 const fx = useRedisServer()

@@ -1,6 +1,6 @@
 import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
-import { docToJSON } from './doc-json.js'
+import { docToJSON } from '@streambed/protocol'
 import { restoreUpdate } from './restore-content.js'
 import { createGen, randomEdits } from './testing/random-docs.js'
 

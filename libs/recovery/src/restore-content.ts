@@ -12,12 +12,12 @@
  *   list     (arrays, XML children) the common prefix and suffix stay; in a middle of equal
  *            length, nested types of one class (XML elements of one name) are synced in place;
  *            the rest is deleted and the target's elements inserted as clones
- *   roots    synced as the kind the target's content shows (see doc-json.ts); a root only the
+ *   roots    synced as the kind the target's content shows (see doc-json.ts in @streambed/protocol); a root only the
  *            current document has is emptied, one only the target has is filled
  */
 import * as Y from 'yjs'
 import * as random from 'lib0/random'
-import { type Shared, contentKey, inferRootKind, typedRoot } from './doc-json.js'
+import { type Shared, contentKey, inferRootKind, typedRoot } from '@streambed/protocol'
 
 /** A copy of `value` that can be inserted into a document (nested types become unintegrated). */
 const cloneValue = (value: unknown): unknown => {

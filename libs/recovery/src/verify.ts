@@ -9,7 +9,7 @@ import { mergeAll } from '@streambed/protocol'
 import { partsOf, readDocument } from '@streambed/streams'
 import type { BackupTarget } from './backup-target.js'
 import type { BackupEntry } from './backup.js'
-import { docToJSON } from './doc-json.js'
+import { docToJSON } from '@streambed/protocol'
 import { mapLimit, type RecoveryDeps } from './documents.js'
 import { type BackupProblem, loadDocument, readManifest } from './manifest.js'
 

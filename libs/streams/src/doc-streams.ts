@@ -1,6 +1,13 @@
 import type { Redis } from 'ioredis'
+import * as Y from 'yjs'
 import { AppError, guarded, maxId, sleep, ZERO_ID } from '@streambed/common'
-import { inspectUpdate, nextClocks, type UpdateShape, withoutKnown } from '@streambed/protocol'
+import {
+  inspectUpdate,
+  nextClocks,
+  readsAsEncoded,
+  type UpdateShape,
+  withoutKnown,
+} from '@streambed/protocol'
 import { partsOf, readDocument, type StateLoader } from './doc-read.js'
 import type { Keys } from './keys.js'
 import { shardOf } from './keys.js'
@@ -50,6 +57,10 @@ const claimsOf = (shape: UpdateShape): string[] => {
   }
   return args
 }
+
+/** Whether `shape` holds clocks below the document's next clock of their client. */
+const overlaps = (shape: UpdateShape, known: ReadonlyMap<number, number>): boolean =>
+  [...shape.clients].some(([client, runs]) => (runs[0]?.from ?? 0) < (known.get(client) ?? 0))
 
 /**
  * The refusal of an update that would leave a gap in the document's clocks (which later writers
@@ -139,6 +150,27 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
     return running
   }
 
+  /**
+   * Whether the document with `update` applied reads as its own encoding (readsAsEncoded). Checked
+   * only for an update that overlapped ids the document has (rare for honest clients: a resend),
+   * since its new items may name reused ids whose content differs from the writer's; it reads the
+   * whole document.
+   */
+  const agreesWithDocument = async (doc: string, update: Uint8Array): Promise<boolean> => {
+    const ydoc = new Y.Doc({ guid: 'streambed-check' })
+    try {
+      for (const part of partsOf(await readDocument(storage, streams, doc)))
+        Y.applyUpdate(ydoc, part)
+      Y.applyUpdate(ydoc, update)
+      return readsAsEncoded(ydoc)
+    } catch {
+      // An update that does not apply to the document disagrees with it.
+      return false
+    } finally {
+      ydoc.destroy()
+    }
+  }
+
   const append: DocStreams['append'] = (doc, update, origin, appendOpts = {}) =>
     guarded('REDIS_UNAVAILABLE', `append to ${doc}`, async () => {
       const floor = appendOpts.floor ?? ZERO_ID
@@ -151,9 +183,16 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
         if (outcome === 'seed') await seed(doc)
         else if (outcome instanceof Map) {
           // The document has some of these ids (their first content stays): keep what is new.
+          const overlapped = overlaps(shape, outcome)
           update = withoutKnown(update, outcome)
           shape = inspectUpdate(update)
           gap = gapIn(doc, shape, outcome)
+          if (overlapped && !gap && !(await agreesWithDocument(doc, update))) {
+            throw new AppError(
+              'BAD_MESSAGE',
+              `update reuses ids of ${doc} with other content in a way its new items contradict`,
+            )
+          }
         } else return outcome
       }
       throw (

@@ -20,7 +20,7 @@ import {
   type Redis,
 } from '@streambed/streams'
 import { testDatabase } from '@streambed/testing'
-import { docToJSON, type Json } from '../doc-json.js'
+import { docToJSON, type Json } from '@streambed/protocol'
 import type { RecoveryDeps } from '../documents.js'
 import { createGen, randomEdits } from './random-docs.js'
 
