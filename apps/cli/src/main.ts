@@ -4,8 +4,11 @@
  *   worker   a compaction worker
  *   all      server node and worker in one process (development default of `npm start`)
  *   revoke   refuse tokens and close their sockets on every node
+ *   inspect, export, import, backup, restore, replay, verify, history, restore-doc: see
+ *            commands/recovery.ts
  */
 import { fail, usageError } from './cli-io.js'
+import { runRecoveryCommand } from './commands/recovery.js'
 import { revoke } from './commands/revoke.js'
 import { run } from './commands/run.js'
 
@@ -17,6 +20,17 @@ Commands:
   all      run a server node and a worker in one process (development; AUTH_MODE=none)
   revoke   refuse tokens (by subject, document or token id) and close their sockets
   help     show this text
+
+Operations and recovery (long ones run on the workers; --inline runs them here):
+  inspect [<doc>]              a document's stream, task, storage and history, or the deployment
+  export <doc> [--at <time>]   a document (as it was) as a Yjs update or JSON
+  import <doc> <file>          append an update through the normal write path
+  backup <dest>                every document to a directory or s3://bucket/prefix/
+  restore <src>                a backup into an empty Redis + storage, then verify
+  replay (--from-log | <src>)  re-append archived entries after Redis lost data
+  verify [<doc>…]              fresh clients get what storage + stream hold; --backup <src>
+  history <doc>                a document's versions
+  restore-doc <doc> --at <t>   a document as it was, written back as a forward update
 
 Options of server, worker, all:
   --spawn-redis   if no Redis answers at REDIS_URL (on this machine), start a local
@@ -35,6 +49,16 @@ const main = async (argv: readonly string[]): Promise<void> => {
       return run(command, new Set(rest.filter((a) => a.startsWith('-'))), process.env)
     case 'revoke':
       return revoke(rest, process.env)
+    case 'inspect':
+    case 'export':
+    case 'import':
+    case 'backup':
+    case 'restore':
+    case 'replay':
+    case 'verify':
+    case 'history':
+    case 'restore-doc':
+      return runRecoveryCommand(command, rest, process.env)
     case 'help':
     case '--help':
     case '-h':

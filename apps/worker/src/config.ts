@@ -3,6 +3,7 @@ import {
   type Env,
   defaultProcessId,
   envBytes,
+  envDuration,
   envEnum,
   envInt,
   envOptional,
@@ -11,6 +12,10 @@ import {
 } from '@streambed/common'
 import { checkStorageEnv, storageEnvShape } from '@streambed/storage'
 import { redisEnvShape } from '@streambed/streams'
+
+const DAY = 86_400_000
+/** Five or six cron fields (the first, seconds, optional), as BullMQ's job schedulers read them. */
+const CRON = /^\S+(\s+\S+){4,5}$/
 
 /** Every environment variable a worker reads, with its default. Documented in the README. */
 const workerConfigSchema = z
@@ -36,9 +41,46 @@ const workerConfigSchema = z
     WORKER_THREADS: envInt({ default: 1, min: 0, max: 64 }),
     WORKER_THREAD_ABOVE_BYTES: envBytes({ default: 512 * 1024, min: 0 }),
     STREAMBED_TEST_HOOKS: envOptional(),
+    JOBS_CONCURRENCY: envInt({ default: 2, min: 0, max: 64 }),
+    JOBS_LOCK_MS: envInt({ default: 30_000, min: 1000 }),
+    BACKUP_SCHEDULE: envOptional({ pattern: CRON, form: 'a cron pattern like "0 3 * * *"' }),
+    BACKUP_DEST: envOptional({
+      pattern: /^(s3:\/\/[^/\s]+\/\S*|\/\S*)$/,
+      form: 's3://<bucket>/<prefix>/ or an absolute directory',
+    }),
+    BACKUP_KEEP: envInt({ default: 7, min: 1 }),
+    HISTORY_MAINTENANCE_SCHEDULE: envString({
+      default: '17 * * * *',
+      pattern: CRON,
+      form: 'a cron pattern like "17 * * * *"',
+    }),
+    HISTORY_RETENTION: envDuration({ default: 30 * DAY, min: 0 }),
+    HISTORY_CHECKPOINT_INTERVAL: envDuration({ default: 3_600_000, min: 1000 }),
+    HISTORY_PACK_AFTER: envDuration({ default: 3_600_000, min: 0 }),
   })
   // Runs even when single variables failed, so every problem is reported at once.
-  .superRefine((c, ctx) => checkStorageEnv(c, ctx), { when: () => true })
+  .superRefine(
+    (c, ctx) => {
+      checkStorageEnv(c, ctx)
+      if (typeof c.BACKUP_SCHEDULE === 'string' && !c.BACKUP_DEST)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['BACKUP_DEST'],
+          message: 'is required with BACKUP_SCHEDULE (where scheduled backups go)',
+        })
+      if (
+        typeof c.HISTORY_RETENTION === 'number' &&
+        typeof c.HISTORY_CHECKPOINT_INTERVAL === 'number' &&
+        c.HISTORY_RETENTION < c.HISTORY_CHECKPOINT_INTERVAL
+      )
+        ctx.addIssue({
+          code: 'custom',
+          path: ['HISTORY_RETENTION'],
+          message: `must be at least HISTORY_CHECKPOINT_INTERVAL (${c.HISTORY_CHECKPOINT_INTERVAL} ms)`,
+        })
+    },
+    { when: () => true },
+  )
 
 export type WorkerConfig = z.output<typeof workerConfigSchema>
 

@@ -3,6 +3,7 @@ import type { Logger } from '@streambed/common'
 import { openStorage } from '@streambed/storage'
 import { parseHooks, startWorkerProcess, type WorkerProcess } from '@streambed/worker'
 import type { WorkerConfig } from './config.js'
+import { startOperations } from './operations.js'
 
 export { parseWorkerConfig, type WorkerConfig } from './config.js'
 
@@ -32,6 +33,7 @@ export const startWorkerApp = (
     queueShards: config.QUEUE_SHARDS,
     openStorage: (log) => openStorage(config, log),
     http: (opts.listen ?? true) ? { host: config.HOST, port: config.PORT } : null,
+    sideJobs: (deps) => startOperations(config, deps),
     registry: opts.registry,
     logger,
     worker: {

@@ -55,7 +55,9 @@ describe('jobs', () => {
     const op = sum(prefix) as unknown as Operation<never, never, never, never>
     const client = jobsFor(prefix, op)
     const worker = jobsFor(prefix, op)
+    expect(await client.workers()).toBe(0)
     worker.startWorker(2)
+    await vi.waitFor(async () => expect(await client.workers()).toBe(1))
     const id = await client.submit('sum', { numbers: [1, 2, 3, 4, 5] })
     expect(id).not.toContain(':')
     const seen: number[] = []

@@ -149,6 +149,9 @@ export const createJobs = (opts: JobsOptions) => {
     submit,
     status,
 
+    /** How many worker processes take operations now (0: submit would wait forever; go inline). */
+    workers: (): Promise<number> => queue.getWorkersCount(),
+
     /** Polls `status` until the operation ends; `onProgress` sees every change. */
     follow: async (
       id: string,

@@ -1,7 +1,15 @@
 import type { Registry } from 'prom-client'
 import { describeError, type Logger, type Readiness } from '@streambed/common'
 import type { DocStorage } from '@streambed/storage'
-import { connectRedisPair, createDocStreams, createKeys, createTaskQueue } from '@streambed/streams'
+import {
+  connectRedisPair,
+  createDocStreams,
+  createKeys,
+  createTaskQueue,
+  type DocStreams,
+  type Keys,
+  type Redis,
+} from '@streambed/streams'
 import { createWorkerMetrics } from './metrics.js'
 import { type OpsServer, startOpsServer } from './ops-server.js'
 import { startWorker, type Worker, type WorkerOptions } from './worker.js'
@@ -21,6 +29,20 @@ export interface WorkerProcessOptions {
   logger: Logger
   /** Compaction tuning, passed to startWorker. */
   worker: Omit<WorkerOptions, 'consumer' | 'queue' | 'streams' | 'storage' | 'logger' | 'metrics'>
+  /**
+   * Work beside compaction (long operations on BullMQ, schedules), started once compaction runs,
+   * stopped before storage and Redis close.
+   */
+  sideJobs?: (deps: SideJobDeps) => Promise<{ close(): Promise<void> }>
+}
+
+/** What side jobs get of the worker process. */
+export interface SideJobDeps {
+  readonly redis: Redis
+  readonly keys: Keys
+  readonly storage: DocStorage
+  readonly streams: DocStreams
+  readonly logger: Logger
 }
 
 export interface WorkerProcess {
@@ -66,15 +88,17 @@ export const startWorkerProcess = async (opts: WorkerProcessOptions): Promise<Wo
     const keys = createKeys(opts.redisPrefix)
     const shards = opts.queueShards
     const metrics = createWorkerMetrics(opts.registry, { defaultMetrics: !opts.registry })
+    const streams = createDocStreams({ redis, keys, queueShards: shards, storage })
     const worker = await startWorker({
       ...opts.worker,
       consumer: opts.workerId,
       queue: createTaskQueue({ redis, blocking, keys, shards }),
-      streams: createDocStreams({ redis, keys, queueShards: shards }),
+      streams,
       storage,
       logger: log,
       metrics,
     })
+    const side = await opts.sideJobs?.({ redis, keys, storage, streams, logger: log })
     const ops: OpsServer | null = opts.http
       ? await startOpsServer({
           ...opts.http,
@@ -96,6 +120,7 @@ export const startWorkerProcess = async (opts: WorkerProcessOptions): Promise<Wo
       (closed ??= (async () => {
         log.info('worker stopping: finishing the tasks in hand')
         await ops?.close()
+        await side?.close()
         await worker.stop()
         await storage.close()
         await redis.quit().catch(() => redis.disconnect())
