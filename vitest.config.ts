@@ -5,7 +5,7 @@ export default defineConfig({
   resolve: { conditions: ['source'] },
   ssr: { resolve: { conditions: ['source'] } },
   test: {
-    include: ['{apps,libs,bench}/*/src/**/*.test.ts'],
+    include: ['{apps,libs,bench}/*/src/**/*.test.ts', 'infra/tests/src/**/*.test.ts'],
     // Child processes and the native uWebSockets.js addon: processes, not worker threads.
     pool: 'forks',
     maxWorkers: 2,
