@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis'
 import { z } from 'zod'
 import { createLogger, envEnum, parseEnv, type Env, type Logger } from '@streambed/common'
 import { checkStorageEnv, openStorage, storageEnvShape, type DocStorage } from '@streambed/storage'
@@ -10,6 +9,7 @@ import {
   redisEnvShape,
   type DocStreams,
   type Keys,
+  type Redis,
 } from '@streambed/streams'
 
 /** What the operator's commands read from the environment: Redis and storage, as the servers. */
@@ -46,9 +46,15 @@ export const openToolContext = async (env: Env, name: string): Promise<ToolConte
   const config = parseToolConfig(env)
   // Logs go to stderr: stdout carries the command's result (and --json).
   const logger = createLogger({ level: config.LOG_LEVEL, destination: process.stderr })
-  const redis = createRedis({ url: config.REDIS_URL, connectionName: `streambed-${name}` })
+  const clusterNodes = config.REDIS_CLUSTER_NODES
+  const redis = createRedis({
+    url: config.REDIS_URL,
+    clusterNodes,
+    connectionName: `streambed-${name}`,
+  })
   const jobsConnection = createRedis({
     url: config.REDIS_URL,
+    clusterNodes,
     connectionName: `streambed-${name}-jobs`,
     maxRetriesPerRequest: null,
   })
@@ -61,6 +67,8 @@ export const openToolContext = async (env: Env, name: string): Promise<ToolConte
       keys,
       queueShards: config.QUEUE_SHARDS,
       storage,
+      waitReplicas: config.REDIS_WAIT_REPLICAS,
+      waitTimeoutMs: config.REDIS_WAIT_TIMEOUT_MS,
     })
     return {
       config,

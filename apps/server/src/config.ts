@@ -165,6 +165,8 @@ export const nodeSettingsOf = (
   redisPrefix: c.REDIS_PREFIX,
   queueShards: c.QUEUE_SHARDS,
   inlineUpdateMaxBytes: c.INLINE_UPDATE_MAX_BYTES,
+  waitReplicas: c.REDIS_WAIT_REPLICAS,
+  waitTimeoutMs: c.REDIS_WAIT_TIMEOUT_MS,
   auth: authOptionsOf(c),
   host: c.HOST,
   port: c.PORT,

@@ -25,6 +25,7 @@ export const startServer = async (
   const log = logger.child({ process: 'server', nodeId: config.NODE_ID })
   const { redis, second, disconnect } = await connectRedisPair({
     url: config.REDIS_URL,
+    clusterNodes: config.REDIS_CLUSTER_NODES,
     commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
     name: `streambed-node-${config.NODE_ID}`,
     allowEviction: config.REDIS_ALLOW_EVICTION,

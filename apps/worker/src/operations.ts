@@ -17,6 +17,7 @@ const MAINTENANCE_SCHEDULER = 'history-maintenance'
 export const startOperations = async (config: WorkerConfig, deps: SideJobDeps) => {
   const connection = createRedis({
     url: config.REDIS_URL,
+    clusterNodes: config.REDIS_CLUSTER_NODES,
     connectionName: `streambed-worker-${config.WORKER_ID}-jobs`,
     maxRetriesPerRequest: null,
   })

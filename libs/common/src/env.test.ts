@@ -6,6 +6,7 @@ import {
   envBool,
   envBytes,
   envDuration,
+  envHostPorts,
   envEnum,
   envInt,
   envOptional,
@@ -254,6 +255,45 @@ describe('envOptional', () => {
     ])
   })
 })
+
+describe('envHostPorts', () => {
+  it('is undefined when unset or blank', () => {
+    expect(one(envHostPorts(), undefined)).toBeUndefined()
+    expect(one(envHostPorts(), ' ')).toBeUndefined()
+  })
+
+  it('parses a comma-separated list, tolerating spaces', () => {
+    expect(one(envHostPorts(), '10.0.0.1:7000, redis-b:7001 ,c.example:1')).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: 'redis-b', port: 7001 },
+      { host: 'c.example', port: 1 },
+    ])
+  })
+
+  it('parses bracketed IPv6 hosts without the brackets', () => {
+    expect(one(envHostPorts(), '[::1]:7000,[fd00::2]:65535')).toEqual([
+      { host: '::1', port: 7000 },
+      { host: 'fd00::2', port: 65535 },
+    ])
+  })
+
+  it.each([
+    'redis-a',
+    'a:0',
+    'a:65536',
+    'a:123456',
+    'a:1,',
+    'a:1,,b:2',
+    ':7000',
+    'a b:1',
+    '::1:7000',
+  ])('rejects %j, quoting the whole value', (bad) => {
+    expect(problemOf(envHostPorts(), bad)).toEqual([
+      `  X: expected a comma-separated list of host:port like 10.0.0.1:7000,10.0.0.2:7000, got ${JSON.stringify(bad)}`,
+    ])
+  })
+})
+
 
 describe('parseEnv', () => {
   const schema = z.object({

@@ -156,6 +156,30 @@ export const envUrl = (opts: { protocols: readonly string[]; default?: string; e
     withDefault(opts.default),
   )
 
+/** Comma-separated `host:port` list. */
+export const envHostPorts = () =>
+  z
+    .string()
+    .optional()
+    .transform((raw, ctx): { host: string; port: number }[] | undefined => {
+      if (!raw?.trim()) return undefined
+      const out: { host: string; port: number }[] = []
+      for (const part of raw.split(',')) {
+        const m = /^\s*([^\s:]+|\[[^\]]+\]):(\d{1,5})\s*$/.exec(part)
+        const port = Number(m?.[2])
+        if (!m?.[1] || port < 1 || port > 65535) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `expected a comma-separated list of host:port like 10.0.0.1:7000,10.0.0.2:7000, got ${JSON.stringify(raw)}`,
+          })
+          return z.NEVER
+        }
+        out.push({ host: m[1].replace(/^\[|\]$/g, ''), port })
+      }
+      return out
+    })
+
+
 /**
  * Parses `env` with `schema` and throws one `AppError('CONFIG')` listing every problem, each
  * prefixed with the variable name.

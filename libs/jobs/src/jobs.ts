@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { FlowProducer, Job, Queue, Worker } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { AppError, type Logger, sleep } from '@streambed/common'
 
 /**
@@ -48,8 +48,8 @@ export interface JobStatus {
 }
 
 export interface JobsOptions {
-  /** A connection for BullMQ (created with `maxRetriesPerRequest: null`). */
-  connection: Redis
+  /** A connection for BullMQ (created with `maxRetriesPerRequest: null`), or a Redis Cluster. */
+  connection: Redis | Cluster
   /** The deployment's REDIS_PREFIX. */
   redisPrefix: string
   logger: Logger

@@ -10,6 +10,7 @@ import {
   compareIds,
   decodeChannelMessage,
   hasHoleAfter,
+  isCluster,
   readEpoch,
   redisError,
 } from '@streambed/streams'
@@ -90,6 +91,16 @@ export class FanOut {
       this.subscriberConnectedOnce = true
     })
     if (subscriber.status === 'ready') this.subscriberConnectedOnce = true
+    if (isCluster(subscriber)) {
+      // A failover or a slot move gives a shard a new subscriber: doorbells rung in between are
+      // lost; catch up when subscribers change (a later doorbell's gap fill would, too).
+      const catchUp = () => {
+        this.catchUpAll()
+        for (const ms of CATCH_UP_AGAIN_MS) setTimeout(() => this.catchUpAll(), ms).unref()
+      }
+      for (const event of ['+subscriber', 'subscribersReady', '-node'])
+        this.on(subscriber, event, catchUp)
+    }
     this.on(redis, 'ready', () => void this.checkEpoch())
   }
 

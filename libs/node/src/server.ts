@@ -29,6 +29,9 @@ export interface ServerNodeOptions {
   queueShards: number
   /** Doorbells carry updates up to this size inline. */
   inlineUpdateMaxBytes: number
+  /** Replicas that confirm an append (WAIT) before its doorbell rings; 0: none. */
+  waitReplicas?: number
+  waitTimeoutMs?: number
   storage: DocStorage
   auth: AuthOptions
   logger: Logger

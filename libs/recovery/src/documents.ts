@@ -3,7 +3,7 @@
  */
 import { guarded } from '@streambed/common'
 import type { DocStorage } from '@streambed/storage'
-import type { DocStreams, Keys, Redis } from '@streambed/streams'
+import { type DocStreams, type Keys, type Redis, masters } from '@streambed/streams'
 
 /** The handles every recovery function takes (the caller owns and closes them). */
 export interface RecoveryDeps {
@@ -55,12 +55,16 @@ export const scanKeys = (
   guarded('REDIS_UNAVAILABLE', `scan ${pattern}`, async () => {
     const { limit = Infinity, keep = () => true } = opts
     const found = new Set<string>()
-    let cursor = '0'
-    do {
-      const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-      for (const key of batch) if (keep(key)) found.add(key)
-      cursor = next
-    } while (cursor !== '0' && found.size < limit)
+    // SCAN walks one server: on a cluster, every master.
+    for (const node of masters(redis)) {
+      let cursor = '0'
+      do {
+        const [next, batch] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+        for (const key of batch) if (keep(key)) found.add(key)
+        cursor = next
+      } while (cursor !== '0' && found.size < limit)
+      if (found.size >= limit) break
+    }
     return [...found]
   })
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { Redis } from './redis.js'
 import { guarded } from '@streambed/common'
 import type { AwarenessEntry } from '@streambed/protocol'
 import type { Keys } from './keys.js'

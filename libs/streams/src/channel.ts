@@ -30,3 +30,18 @@ export const decodeChannelMessage = (message: Buffer): ChannelMessage | null => 
   }
   return null
 }
+
+/**
+ * The doorbell append-entry.lua rings, for a caller that rings it itself (after WAIT): the update
+ * inline when it is at most `inlineLimit` bytes.
+ */
+export const encodeDoorbell = (
+  id: string,
+  prev: string,
+  origin: string,
+  update: Uint8Array,
+  inlineLimit: number,
+): Buffer =>
+  update.length <= inlineLimit
+    ? Buffer.concat([Buffer.from(`u ${id} ${prev} ${origin} i\n`, 'latin1'), update])
+    : Buffer.from(`u ${id} ${prev} ${origin} r\n`, 'latin1')

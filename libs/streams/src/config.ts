@@ -1,5 +1,5 @@
 import { type z } from 'zod'
-import { envBool, envInt, envString, envUrl } from '@streambed/common'
+import { envBool, envHostPorts, envInt, envString, envUrl } from '@streambed/common'
 
 /** Redis settings shared by every process kind (documented in the README). */
 export const redisEnvShape = {
@@ -13,6 +13,9 @@ export const redisEnvShape = {
     pattern: /^[A-Za-z0-9_.:-]{1,64}$/,
     form: '1-64 characters from A-Z a-z 0-9 _ . : - (no braces)',
   }),
+  REDIS_CLUSTER_NODES: envHostPorts(),
+  REDIS_WAIT_REPLICAS: envInt({ default: 0, min: 0, max: 16 }),
+  REDIS_WAIT_TIMEOUT_MS: envInt({ default: 1000, min: 1 }),
   REDIS_COMMAND_TIMEOUT_MS: envInt({ default: 5000, min: 100 }),
   REDIS_ALLOW_EVICTION: envBool({ default: false }),
   QUEUE_SHARDS: envInt({ default: 8, min: 1, max: 1024 }),

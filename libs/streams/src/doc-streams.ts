@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { Redis } from './redis.js'
 import * as Y from 'yjs'
 import { AppError, guarded, maxId, sleep, ZERO_ID } from '@streambed/common'
 import {
@@ -11,6 +11,8 @@ import {
 import { partsOf, readDocument, type StateLoader } from './doc-read.js'
 import type { Keys } from './keys.js'
 import { shardOf } from './keys.js'
+import { encodeDoorbell } from './channel.js'
+import { isCluster, masterFor } from './redis.js'
 import { scripts } from './scripts.js'
 import type { AppendResult, DocStreams, StreamEntry } from './tail.js'
 
@@ -30,6 +32,13 @@ export interface DocStreamsOptions {
   pageSize?: number
   /** First wait for a gap before an update to fill (doubling each attempt); default 5 ms. */
   gapWaitMs?: number
+  /**
+   * Replicas that must confirm an append (WAIT) before its doorbell rings and it counts as done;
+   * default 0 (Redis replication is asynchronous: a failover may drop the last writes).
+   */
+  waitReplicas?: number
+  /** How long to wait for them; past it the append fails (REDIS_UNAVAILABLE). Default 1000. */
+  waitTimeoutMs?: number
 }
 
 /**
@@ -100,6 +109,10 @@ const parseEntry = ([id, fields]: RawEntry): StreamEntry => {
 
 export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
   const { redis, keys } = opts
+  const cluster = isCluster(redis)
+  const waitFor = opts.waitReplicas
+    ? { replicas: opts.waitReplicas, timeoutMs: opts.waitTimeoutMs ?? 1000 }
+    : null
   const storage: StateLoader = opts.storage ?? { load: () => Promise.resolve(null) }
   const inlineLimit = opts.inlineLimitBytes ?? 64 * 1024
   const pageSize = opts.pageSize ?? 1000
@@ -114,11 +127,24 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
     shape: UpdateShape,
   ): Promise<AppendResult | 'seed' | Map<number, number>> => {
     const claims = claimsOf(shape)
-    const reply = (await scripts.append.run(
-      redis,
-      [keys.stream(doc), keys.meta(doc), keys.queue(shardOf(doc, opts.queueShards))],
-      [update, origin, keys.channel(doc), inlineLimit, doc, floor, claims.length / 3, ...claims],
-    )) as Buffer[]
+    const queue = keys.queue(shardOf(doc, opts.queueShards))
+    const args = [update, origin, keys.channel(doc), inlineLimit, doc, floor]
+    const tail = [waitFor ? 0 : 1, claims.length / 3, ...claims]
+    // A cluster keeps the queue in another slot than the document: the task goes on in a second
+    // command (a crash between the two is repaired by reconcileTasks).
+    const reply = (
+      cluster
+        ? await scripts.appendInSlot.run(
+            redis,
+            [keys.stream(doc), keys.meta(doc)],
+            [...args, ...tail],
+          )
+        : await scripts.append.run(
+            redis,
+            [keys.stream(doc), keys.meta(doc), queue],
+            [...args, ...tail],
+          )
+    ) as Buffer[]
     const kind = String(reply[0])
     if (kind === 'seed') return 'seed'
     if (kind === 'clocks') {
@@ -127,7 +153,30 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
         known.set(Number(reply[i]), Number(reply[i + 1]))
       return known
     }
-    return { id: kind, prev: String(reply[1]), newTask: Number(reply[2]) === 1 }
+    const appended = { id: kind, prev: String(reply[1]), newTask: Number(reply[2]) === 1 }
+    if (cluster && appended.newTask) await redis.xadd(queue, '*', 'd', doc, 't', appended.id)
+    if (waitFor) {
+      // Nothing becomes visible to other clients before a replica has it: a failover then keeps
+      // every update any client saw.
+      const acked = await replicated(doc, waitFor)
+      if (acked < waitFor.replicas) {
+        throw new AppError(
+          'REDIS_UNAVAILABLE',
+          `append to ${doc}: ${acked} of ${waitFor.replicas} replicas confirmed within ${waitFor.timeoutMs} ms`,
+        )
+      }
+      await redis.spublish(
+        keys.channel(doc),
+        encodeDoorbell(appended.id, appended.prev, origin, update, inlineLimit),
+      )
+    }
+    return appended
+  }
+
+  /** WAIT on the master that holds `doc` (the connection that ran its append). */
+  const replicated = async (doc: string, waitFor: { replicas: number; timeoutMs: number }) => {
+    const node = masterFor(redis, keys.stream(doc))
+    return Number(await node.wait(waitFor.replicas, waitFor.timeoutMs))
   }
 
   /**

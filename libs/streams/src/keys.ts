@@ -13,6 +13,7 @@
  *   <prefix>:v1:revoked:<kind>:<value>   Redis time (ms) tokens were revoked at (kind sub, jti,
  *                                doc), with a TTL: tokens issued before it are refused
  *   <prefix>:v1:revocations      pub/sub channel: revocations, so nodes close matching sockets
+ *   <prefix>:v1:reconciler       lock of the worker reconciling tasks (Redis Cluster only)
  *
  * Every key of one document carries the hash tag `{<doc>}` so that a Redis Cluster keeps them in one
  * slot and Lua scripts may touch them together. Document names never contain braces.
@@ -37,6 +38,10 @@ export interface Keys {
   readonly revocations: string
   /** Glob matching every document stream key (for SCAN). */
   readonly streamPattern: string
+  /** Glob matching every document meta key (for SCAN). */
+  readonly metaPattern: string
+  /** Held by the worker reconciling tasks on a Redis Cluster (SET NX with a TTL). */
+  readonly reconciler: string
   /** Inverse of the per-document builders; `null` for keys that are not document keys. */
   decode(key: string): { doc: string; kind: DocKeyKind } | null
 }
@@ -62,6 +67,8 @@ export const createKeys = (prefix: string): Keys => {
     revoked: (kind, value) => `${base}revoked:${kind}:${value}`,
     revocations: `${base}revocations`,
     streamPattern: `${base}{*}:s`,
+    metaPattern: `${base}{*}:m`,
+    reconciler: `${base}reconciler`,
     decode: (key) => {
       if (!key.startsWith(`${base}{`)) return null
       const close = key.lastIndexOf('}:')

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { Redis } from './redis.js'
 import { guarded } from '@streambed/common'
 import type { Keys } from './keys.js'
 import { scripts } from './scripts.js'

@@ -1,11 +1,41 @@
-import { Redis, type RedisOptions } from 'ioredis'
+// eslint-disable-next-line @typescript-eslint/triple-slash-reference -- cluster-key-slot ships no types; every package compiling this source needs the declaration
+/// <reference path="./cluster-key-slot.d.ts" />
+import calculateSlot from 'cluster-key-slot'
+import { Cluster, Redis as Standalone, type RedisOptions } from 'ioredis'
 import { AppError, failure, type Logger } from '@streambed/common'
 
-export type { Redis }
+/** A connection to Redis: one server, or a Redis Cluster (every command routed by its key's slot). */
+export type Redis = Standalone | Cluster
+
+/** Whether `redis` talks to a Redis Cluster. */
+export const isCluster = (redis: Redis): redis is Cluster => redis instanceof Cluster
+
+/** The servers that hold data: the one server, or every master of the cluster. */
+export const masters = (redis: Redis): Standalone[] =>
+  isCluster(redis) ? redis.nodes('master') : [redis]
+
+/**
+ * The server that holds `key`: the one server, or the master serving its slot (the connection
+ * the cluster client sends the key's commands on, so WAIT there covers them).
+ */
+export const masterFor = (redis: Redis, key: string): Standalone => {
+  if (!isCluster(redis)) return redis
+  const nodeKey = redis.slots[calculateSlot(key)]?.[0]
+  const node = redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey)
+  if (!node) throw new AppError('REDIS_UNAVAILABLE', `no master known for the slot of ${key}`)
+  return node
+}
 
 export interface RedisConnectionOptions {
-  /** `redis://[user:pass@]host:port[/db]` or `rediss://…` */
+  /**
+   * `redis://[user:pass@]host:port[/db]` or `rediss://…`. With `clusterNodes`, only its user,
+   * password and scheme (rediss: TLS) are used.
+   */
   url: string
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); absent: a standalone server. */
+  clusterNodes?: readonly { host: string; port: number }[] | undefined
+  /** A pub/sub connection: on a cluster, one sharded subscriber per master (SSUBSCRIBE). */
+  subscriber?: boolean
   /** Shown in CLIENT LIST; helps operators tell nodes and workers apart. */
   connectionName?: string
   /** Reject a command that got no reply within this time; default 5000. */
@@ -31,7 +61,25 @@ export const createRedis = (opts: RedisConnectionOptions): Redis => {
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
   }
-  return new Redis(opts.url, options)
+  if (!opts.clusterNodes || opts.clusterNodes.length === 0) return new Standalone(opts.url, options)
+  const url = new URL(opts.url)
+  const { retryStrategy: _retry, ...nodeOptions } = options
+  return new Cluster([...opts.clusterNodes], {
+    lazyConnect: true,
+    enableAutoPipelining: false,
+    shardedSubscribers: opts.subscriber === true,
+    // A failover or a slot move answers MOVED / TRYAGAIN / CLUSTERDOWN for a moment: retry.
+    retryDelayOnClusterDown: 200,
+    retryDelayOnTryAgain: 100,
+    retryDelayOnFailover: 200,
+    clusterRetryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+    redisOptions: {
+      ...nodeOptions,
+      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+      ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+      ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+    },
+  })
 }
 
 /** Maps a failed Redis call to `AppError('REDIS_UNAVAILABLE')`, keeping AppErrors as they are. */
@@ -53,20 +101,28 @@ export interface RedisFacts {
 export const connectRedis = async (redis: Redis, url: string): Promise<RedisFacts> => {
   try {
     if (redis.status === 'wait') await redis.connect()
-    const info = await redis.info()
-    const version = /redis_version:(\d+)\.(\d+)/.exec(info)
-    const major = Number(version?.[1] ?? 0)
-    if (major < 7) {
-      throw new AppError(
-        'CONFIG',
-        `Redis at ${redactUrl(url)} is version ${version?.[1] ?? '?'}.${version?.[2] ?? '?'}; Streambed needs Redis 7.0 or newer`,
-      )
+    // On a cluster every master must qualify: its weakest setting is the deployment's.
+    const infos = await Promise.all(masters(redis).map((r) => r.info()))
+    let facts = null as RedisFacts | null
+    for (const info of infos) {
+      const version = /redis_version:(\d+)\.(\d+)/.exec(info)
+      const major = Number(version?.[1] ?? 0)
+      if (major < 7) {
+        throw new AppError(
+          'CONFIG',
+          `Redis at ${redactUrl(url)} is version ${version?.[1] ?? '?'}.${version?.[2] ?? '?'}; Streambed needs Redis 7.0 or newer`,
+        )
+      }
+      const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1] ?? 'unknown'
+      facts = {
+        version: facts?.version ?? `${version?.[1]}.${version?.[2]}`,
+        maxmemoryPolicy:
+          facts && facts.maxmemoryPolicy !== 'noeviction' ? facts.maxmemoryPolicy : policy,
+        aof: (facts?.aof ?? true) && /aof_enabled:1/.test(info),
+      }
     }
-    return {
-      version: `${version?.[1]}.${version?.[2]}`,
-      maxmemoryPolicy: /maxmemory_policy:(\S+)/.exec(info)?.[1] ?? 'unknown',
-      aof: /aof_enabled:1/.test(info),
-    }
+    if (!facts) throw new Error('no master answered')
+    return facts
   } catch (err) {
     if (err instanceof AppError) throw err
     throw new AppError(
@@ -131,25 +187,32 @@ export interface RedisPair {
  */
 export const connectRedisPair = async (opts: {
   url: string
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); absent: standalone. */
+  clusterNodes?: readonly { host: string; port: number }[] | undefined
   commandTimeoutMs: number
   /** CLIENT SETNAME of the first; the second gets `-2` appended. */
   name: string
   allowEviction: boolean
   logger: Logger
 }): Promise<RedisPair> => {
-  const base = { url: opts.url, commandTimeoutMs: opts.commandTimeoutMs }
+  const base = {
+    url: opts.url,
+    clusterNodes: opts.clusterNodes,
+    commandTimeoutMs: opts.commandTimeoutMs,
+  }
   const redis = createRedis({ ...base, connectionName: opts.name })
   const second = createRedis({
     ...base,
     connectionName: `${opts.name}-2`,
     maxRetriesPerRequest: null,
+    subscriber: true,
   })
-  for (const client of [redis, second]) {
+  for (const [client, connection] of [
+    [redis, opts.name],
+    [second, `${opts.name}-2`],
+  ] as const) {
     client.on('error', (err: Error) =>
-      opts.logger.warn(
-        { err: err.message, connection: client.options.connectionName },
-        'redis connection error',
-      ),
+      opts.logger.warn({ err: err.message, connection }, 'redis connection error'),
     )
   }
   const disconnect = () => {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import { isCluster, type Redis } from './redis.js'
 import { AppError, compareIds, guarded, isStreamId, type StreamId } from '@streambed/common'
 import { type Keys, shardOf } from './keys.js'
 import { scripts } from './scripts.js'
@@ -50,20 +50,24 @@ export const restoreTail = async (
   }
   return guarded('REDIS_UNAVAILABLE', `restore the stream of ${doc}`, async () => {
     const total = { added: 0, present: 0, rebuilt: false, newTask: false }
-    const streamKeys = [
-      keys.stream(doc),
-      keys.meta(doc),
-      keys.queue(shardOf(doc, opts.queueShards)),
-    ]
+    const queue = keys.queue(shardOf(doc, opts.queueShards))
+    const cluster = isCluster(redis)
+    // A cluster keeps the queue in another slot: the task goes on in a second command.
+    const streamKeys = cluster
+      ? [keys.stream(doc), keys.meta(doc)]
+      : [keys.stream(doc), keys.meta(doc), queue]
+    const script = cluster ? scripts.restoreTailInSlot : scripts.restoreTail
     // One call even for no entries: it drops the clock map.
     for (let at = 0; at === 0 || at < opts.entries.length; at += CHUNK) {
       const args: (string | Uint8Array)[] = [doc, opts.above, opts.reached, opts.origin]
       for (const e of opts.entries.slice(at, at + CHUNK)) args.push(e.id, e.update)
-      const [added, present, rebuilt, newTask] = (await scripts.restoreTail.run(
+      const [added, present, rebuilt, newTask, highest] = (await script.run(
         redis,
         streamKeys,
         args,
-      )) as [number, number, number, number]
+      )) as [number, number, number, number, Buffer | undefined]
+      if (cluster && newTask === 1 && highest)
+        await redis.xadd(queue, '*', 'd', doc, 't', highest.toString())
       total.added += added
       total.present += present
       total.rebuilt ||= rebuilt === 1

@@ -34,7 +34,12 @@ describe('Lua scripts', () => {
       const defined = localFunctions(script.lua)
       expect(new Set(defined).size, script.name).toBe(defined.length)
     }
-    expect(localFunctions(scripts.append.lua)).toEqual(['redisTimeMs', 'parseId', 'idLess'])
+    expect(localFunctions(scripts.append.lua)).toEqual([
+      'redisTimeMs',
+      'parseId',
+      'idLess',
+      'appendEntry',
+    ])
     expect(localFunctions(scripts.awarenessSet.lua)).toEqual([
       'redisTimeMs',
       'varuint',

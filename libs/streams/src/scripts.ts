@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { Redis } from 'ioredis'
+import type { Redis } from './redis.js'
 
 /**
  * Lua scripts live in `libs/streams/lua/<name>-<NKEYS>.lua`, each headed by its KEYS/ARGV/returns.
@@ -97,6 +97,7 @@ export const loadScript = (file: string): Script => {
 
 export const scripts = {
   append: loadScript('append-3.lua'),
+  appendInSlot: loadScript('append-2.lua'),
   read: loadScript('read-2.lua'),
   awarenessSet: loadScript('awareness-set-1.lua'),
   awarenessExpire: loadScript('awareness-expire-1.lua'),
@@ -106,4 +107,5 @@ export const scripts = {
   finish: loadScript('finish-2.lua'),
   seedClocks: loadScript('seed-clocks-1.lua'),
   restoreTail: loadScript('restore-tail-3.lua'),
+  restoreTailInSlot: loadScript('restore-tail-2.lua'),
 } as const

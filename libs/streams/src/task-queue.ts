@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis'
-import { guarded } from '@streambed/common'
-import type { Keys } from './keys.js'
+import { isCluster, masters, type Redis } from './redis.js'
+import { guarded, idTimeMs, sleep } from '@streambed/common'
+import { type Keys, shardOf } from './keys.js'
 import { scripts } from './scripts.js'
 
 /**
@@ -15,6 +15,9 @@ import { scripts } from './scripts.js'
  * another worker takes it over with XAUTOCLAIM after `claimIdleMs`.
  */
 export const CONSUMER_GROUP = 'streambed-workers-v1'
+
+/** On a Redis Cluster, how long a worker waits before polling empty queue shards again. */
+const CLUSTER_POLL_MS = 200
 
 export interface Task {
   readonly shard: number
@@ -97,6 +100,9 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
   const claimCursors = new Map<number, string>()
 
   return {
+    /** Whether this queue lives on a Redis Cluster (tasks then need `reconcile`). */
+    clustered: isCluster(redis),
+
     ensureGroups,
 
     /**
@@ -107,27 +113,55 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
     read: (consumer: string, count: number, blockMs: number): Promise<Task[]> =>
       guarded('REDIS_UNAVAILABLE', 'read tasks', () =>
         withGroups(async () => {
-          const streamKeys = shardIds.map((s) => keys.queue(s))
-          const reply = (await blocking.xreadgroup(
-            'GROUP',
-            CONSUMER_GROUP,
-            consumer,
-            'COUNT',
-            Math.max(1, Math.ceil(count / shards)),
-            'BLOCK',
-            blockMs,
-            'STREAMS',
-            ...streamKeys,
-            ...streamKeys.map(() => '>'),
-          )) as StreamReply
-          const tasks: Task[] = []
-          for (const [key, entries] of reply ?? []) {
-            const shard = shardOfKey.get(key) ?? 0
-            for (const entry of entries) {
-              const task = parseTask(shard, entry)
-              if (task) tasks.push(task)
+          const perShard = Math.max(1, Math.ceil(count / shards))
+          const parse = (reply: StreamReply) => {
+            const tasks: Task[] = []
+            for (const [key, entries] of reply ?? []) {
+              const shard = shardOfKey.get(key) ?? 0
+              for (const entry of entries) {
+                const task = parseTask(shard, entry)
+                if (task) tasks.push(task)
+              }
             }
+            return tasks
           }
+          if (!isCluster(blocking)) {
+            const streamKeys = shardIds.map((s) => keys.queue(s))
+            return parse(
+              (await blocking.xreadgroup(
+                'GROUP',
+                CONSUMER_GROUP,
+                consumer,
+                'COUNT',
+                perShard,
+                'BLOCK',
+                blockMs,
+                'STREAMS',
+                ...streamKeys,
+                ...streamKeys.map(() => '>'),
+              )) as StreamReply,
+            )
+          }
+          // On a cluster the shards live in different slots: one read each, and no blocking
+          // read (it would hold up every command on that master's connection); a short pause
+          // when every shard was empty.
+          const replies = await Promise.all(
+            shardIds.map(
+              (s) =>
+                redis.xreadgroup(
+                  'GROUP',
+                  CONSUMER_GROUP,
+                  consumer,
+                  'COUNT',
+                  perShard,
+                  'STREAMS',
+                  keys.queue(s),
+                  '>',
+                ) as Promise<StreamReply>,
+            ),
+          )
+          const tasks = replies.flatMap(parse)
+          if (tasks.length === 0) await sleep(Math.min(blockMs, CLUSTER_POLL_MS))
           return tasks
         }),
       ),
@@ -236,6 +270,59 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
           }
         }
         return { queued, delayed, pending, oldestPendingMs }
+      }),
+
+    /**
+     * On a Redis Cluster a document's task is marked in its slot and put on the queue by a second
+     * command (append-2.lua): after a crash between the two, the mark has no queue entry and the
+     * document would never be compacted. This finds marks older than `graceMs` that no queue shard
+     * (stream or delayed set) holds and enqueues them; returns how many. O(documents + tasks): a
+     * worker runs it now and then, one at a time (`keys.reconciler`). An extra entry it may add
+     * for a task settled meanwhile is harmless (a stale token is acknowledged away).
+     */
+    reconcile: (graceMs: number): Promise<number> =>
+      guarded('REDIS_UNAVAILABLE', 'reconcile tasks', async () => {
+        // One worker at a time; the lock expires on its own should that worker die.
+        if ((await redis.set(keys.reconciler, '1', 'PX', Math.max(1000, graceMs), 'NX')) === null)
+          return 0
+        const held = new Set<string>()
+        for (const s of shardIds) {
+          for (let after = '-'; ;) {
+            const page = (await redis.xrange(keys.queue(s), after, '+', 'COUNT', 1000)) as [
+              string,
+              string[],
+            ][]
+            for (const entry of page) {
+              const task = parseTask(s, entry)
+              if (task) held.add(`${task.doc}\n${task.token}`)
+            }
+            if (page.length < 1000) break
+            after = `(${(page[page.length - 1] as [string, string[]])[0]}`
+          }
+          for (const member of await redis.zrange(keys.delayed(s), 0, -1)) {
+            const m = /^(\S+) (.+)$/.exec(member)
+            if (m) held.add(`${m[2] as string}\n${m[1] as string}`)
+          }
+        }
+        const [sec] = await redis.time()
+        const nowMs = Number(sec) * 1000
+        let enqueued = 0
+        for (const node of masters(redis)) {
+          let cursor = '0'
+          do {
+            const [next, batch] = await node.scan(cursor, 'MATCH', keys.metaPattern, 'COUNT', 1000)
+            cursor = next
+            for (const key of batch) {
+              const doc = keys.decode(key)?.doc
+              const token = doc === undefined ? null : await node.hget(key, 'task')
+              if (!doc || !token || nowMs - idTimeMs(token) < graceMs) continue
+              if (held.has(`${doc}\n${token}`)) continue
+              await redis.xadd(keys.queue(shardOf(doc, shards)), '*', 'd', doc, 't', token)
+              enqueued++
+            }
+          } while (cursor !== '0')
+        }
+        return enqueued
       }),
 
     /** Redis time in ms (stream ids and due times use it, not the local clock). */

@@ -67,3 +67,16 @@ export const queueMetricsLoop = (
     },
     { name: 'queue metrics', logger, intervalMs: 5000 },
   )
+
+/**
+ * On a Redis Cluster, enqueues tasks marked in a document's slot that no queue shard holds (a crash
+ * between append-2.lua and its enqueue), every `intervalMs`; see TaskQueue.reconcile.
+ */
+export const reconcileLoop = (queue: TaskQueue, logger: Logger, intervalMs: number): Loop =>
+  runLoop(
+    async () => {
+      const enqueued = await queue.reconcile(intervalMs)
+      if (enqueued > 0) logger.warn({ enqueued }, 'enqueued compaction tasks a crash had left out')
+    },
+    { name: 'reconcile tasks', logger, intervalMs },
+  )

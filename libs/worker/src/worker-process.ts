@@ -17,9 +17,17 @@ import { startWorker, type Worker, type WorkerOptions } from './worker.js'
 export interface WorkerProcessOptions {
   /** Consumer name in the group and Redis client name; unique per worker process. */
   workerId: string
-  redis: { url: string; commandTimeoutMs: number; allowEviction: boolean }
+  redis: {
+    url: string
+    clusterNodes?: readonly { host: string; port: number }[] | undefined
+    commandTimeoutMs: number
+    allowEviction: boolean
+  }
   redisPrefix: string
   queueShards: number
+  /** Replicas that confirm an append (WAIT) before it counts (replays, imports); default 0. */
+  waitReplicas?: number
+  waitTimeoutMs?: number
   /** Opens the storage backend the caller chose; called once Redis is connected. */
   openStorage: (logger: Logger) => Promise<DocStorage>
   /** Where to serve /healthz, /readyz, /metrics; null when a server node in this process does. */
@@ -88,7 +96,14 @@ export const startWorkerProcess = async (opts: WorkerProcessOptions): Promise<Wo
     const keys = createKeys(opts.redisPrefix)
     const shards = opts.queueShards
     const metrics = createWorkerMetrics(opts.registry, { defaultMetrics: !opts.registry })
-    const streams = createDocStreams({ redis, keys, queueShards: shards, storage })
+    const streams = createDocStreams({
+      redis,
+      keys,
+      queueShards: shards,
+      storage,
+      ...(opts.waitReplicas ? { waitReplicas: opts.waitReplicas } : {}),
+      ...(opts.waitTimeoutMs ? { waitTimeoutMs: opts.waitTimeoutMs } : {}),
+    })
     const worker = await startWorker({
       ...opts.worker,
       consumer: opts.workerId,

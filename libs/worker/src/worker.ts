@@ -5,7 +5,7 @@ import { type CompactionTiming, compactTask } from './compactor.js'
 import { type Hooks, noHooks } from './hooks.js'
 import { createMerger, type MergerOptions } from './merger.js'
 import type { WorkerMetrics } from './metrics.js'
-import { claimLoop, promoteLoop, queueMetricsLoop, readLoop } from './queue-loops.js'
+import { claimLoop, promoteLoop, queueMetricsLoop, readLoop, reconcileLoop } from './queue-loops.js'
 import { createTaskDispatcher } from './task-dispatcher.js'
 import { createTaskRunner } from './task-runner.js'
 
@@ -26,6 +26,8 @@ export interface WorkerOptions {
   blockMs?: number
   /** How often due delayed tasks are moved into the streams. */
   promoteIntervalMs?: number
+  /** On a Redis Cluster, how often tasks a crash left unqueued are looked for; default 30 s. */
+  reconcileIntervalMs?: number
   merger?: Partial<MergerOptions>
   hooks?: Hooks
 }
@@ -70,6 +72,7 @@ export const startWorker = async (opts: WorkerOptions): Promise<Worker> => {
     claimLoop({ ...loopOpts, claimIdleMs: opts.claimIdleMs }),
     promoteLoop(queue, logger, opts.promoteIntervalMs ?? 100),
     queueMetricsLoop(queue, metrics, logger),
+    ...(queue.clustered ? [reconcileLoop(queue, logger, opts.reconcileIntervalMs ?? 30_000)] : []),
   ]
 
   let stopped: Promise<void> | undefined

@@ -63,7 +63,11 @@ export const revoke = async (args: readonly string[], env: Env): Promise<void> =
       revokeUsage,
     )
   const config = parseEnv(z.object(redisEnvShape), env)
-  const redis = createRedis({ url: config.REDIS_URL, connectionName: 'streambed-revoke' })
+  const redis = createRedis({
+    url: config.REDIS_URL,
+    clusterNodes: config.REDIS_CLUSTER_NODES,
+    connectionName: 'streambed-revoke',
+  })
   try {
     await connectRedis(redis, config.REDIS_URL)
     const [kind, value] = chosen[0] as [RevocationKind, string]
