@@ -1,6 +1,7 @@
 export * from './ports.js'
 export * from './process.js'
 export * from './redis-server.js'
+export * from './redis-cluster.js'
 export * from './balancer.js'
 export * from './clients.js'
 export * from './typing.js'
