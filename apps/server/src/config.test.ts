@@ -64,6 +64,7 @@ describe('parseServerConfig', () => {
       MAX_CONNECTIONS: 20_000,
       MAX_CONNECTIONS_PER_DOC: 2_000,
       HTTP_MAX_REQUESTS_PER_SECOND: 100,
+      DRAIN_MS: 10_000,
       METRICS_PORT: -1,
       METRICS_TOKEN: undefined,
       ALLOWED_ORIGINS: undefined,

@@ -76,6 +76,7 @@ export const serverConfigSchema = (opts: { requireAuthMode?: boolean } = {}) =>
       MAX_CONNECTIONS: envInt({ default: 20_000, min: 1 }),
       MAX_CONNECTIONS_PER_DOC: envInt({ default: 2_000, min: 1 }),
       HTTP_MAX_REQUESTS_PER_SECOND: envInt({ default: 100, min: 1 }),
+      DRAIN_MS: envInt({ default: 10_000, min: 0 }),
       METRICS_PORT: envInt({ default: -1, min: -1, max: 65535 }),
       METRICS_TOKEN: envOptional({
         pattern: /^\S{16,}$/,
@@ -178,6 +179,7 @@ export const nodeSettingsOf = (
   maxConnections: c.MAX_CONNECTIONS,
   maxConnectionsPerDoc: c.MAX_CONNECTIONS_PER_DOC,
   httpMaxRequestsPerSecond: c.HTTP_MAX_REQUESTS_PER_SECOND,
+  drainMs: c.DRAIN_MS,
   metricsPort: c.METRICS_PORT < 0 ? null : c.METRICS_PORT,
   metricsToken: c.METRICS_TOKEN ?? null,
   allowedOrigins: allowedOriginsOf(c),

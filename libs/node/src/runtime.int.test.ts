@@ -147,6 +147,28 @@ describe('NodeRuntime', () => {
     )
   })
 
+  it('drains: spreads the 1001 closes over the drain time, and refuses new sockets meanwhile', async () => {
+    const { runtime, open, close } = await start()
+    const sockets = Array.from({ length: 4 }, () => open().socket)
+    const closedAt: number[] = []
+    for (const socket of sockets) {
+      const end = socket.end.bind(socket)
+      socket.end = (code, reason) => {
+        closedAt.push(performance.now())
+        end(code, reason)
+      }
+    }
+    const closing = runtime.close(600)
+    const late = new FakeSocket()
+    runtime.open(late, 'd', { access: 'write', subject: undefined })
+    expect(late.ended?.code).toBe(CloseCode.goingAway)
+    await closing
+    expect(sockets.every((s) => s.ended?.code === CloseCode.goingAway)).toBe(true)
+    // Four closes 150 ms apart: the last at least 450 ms after the first (timers only run late).
+    expect(closedAt[3]! - closedAt[0]!).toBeGreaterThanOrEqual(440)
+    await close()
+  })
+
   it('closes every socket with 1001 on close, after the appends in flight', async () => {
     const { runtime, open, entries, close } = await start()
     const { conn, socket } = open()

@@ -1,4 +1,4 @@
-import { CloseCode, describeError, type Logger } from '@streambed/common'
+import { CloseCode, describeError, type Logger, sleep } from '@streambed/common'
 import { type ClientMessage, decodeMessage } from '@streambed/protocol'
 import type { DocStorage } from '@streambed/storage'
 import type { AppendResult, AwarenessStore, DocStreams, Keys, Redis } from '@streambed/streams'
@@ -303,10 +303,29 @@ export class NodeRuntime {
     return this.writes.appendUnattached(doc, update, `${this.originPrefix}/http`, floor)
   }
 
-  /** Closes every connection (1001, clients reconnect elsewhere) and waits for pending appends. */
-  async close(): Promise<void> {
+  /**
+   * Closes every connection with 1001 (y-websocket clients reconnect, through the load balancer to
+   * another node), spread evenly over `drainMs` so the other nodes take the joins a few at a time
+   * rather than all at once. New sockets are refused meanwhile.
+   */
+  private async drain(drainMs: number): Promise<void> {
+    const conns = [...this.conns]
+    if (conns.length === 0) return
+    const stepMs = drainMs / conns.length
+    const started = performance.now()
+    for (let i = 0; i < conns.length; i++) {
+      const waitMs = started + i * stepMs - performance.now()
+      if (waitMs > 1) await sleep(waitMs)
+      ;(conns[i] as Connection).close(CloseCode.goingAway, 'server shutting down')
+    }
+  }
+
+  /**
+   * Closes every connection (1001; spread over `drainMs`) and waits for the appends in flight.
+   */
+  async close(drainMs = 0): Promise<void> {
     this.draining = true
-    for (const conn of [...this.conns]) conn.close(CloseCode.goingAway, 'server shutting down')
+    await this.drain(drainMs)
     await this.writes.settled()
     if (this.keepaliveTimer) clearInterval(this.keepaliveTimer)
     await this.presence.stop()

@@ -58,6 +58,8 @@ export interface ServerNodeOptions {
   metricsPort: number | null
   /** Require `Authorization: Bearer <token>` for /metrics and /readyz details; null: open. */
   metricsToken: string | null
+  /** On close, sockets are closed spread over this long (default 0: at once). */
+  drainMs?: number
   /** Browser origins that may connect: a list, '*' (any, with CORS), null (any, no CORS). */
   allowedOrigins: readonly string[] | '*' | null
   limits?: Partial<RuntimeLimits>
@@ -67,8 +69,11 @@ export interface ServerNode {
   readonly port: number
   /** The METRICS_PORT listener's port, when there is one. */
   readonly metricsPort: number | null
-  /** Stops listening, closes every socket (1001) and waits for pending appends. */
-  close(): Promise<void>
+  /**
+   * Drains: /readyz turns 503, the port stops accepting, sockets close with 1001 spread over
+   * `drainMs` (default the node's DRAIN_MS), then pending appends are awaited.
+   */
+  close(drainMs?: number): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
 }
 
@@ -179,14 +184,15 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
   const listenSocket = await listen(app, opts.host, opts.port)
   const metricsSocket = await listenForOps(opts, ops, onHttpError)
   let closing: Promise<void> | undefined
-  const close = () =>
+  const close = (drainMs = opts.drainMs ?? 0) =>
     (closing ??= (async () => {
       draining = true
       uWS.us_listen_socket_close(listenSocket)
-      if (metricsSocket) uWS.us_listen_socket_close(metricsSocket)
       buckets.close()
       await revocations?.close()
-      await runtime.close()
+      await runtime.close(drainMs)
+      // Last: /readyz keeps answering 503 while the sockets drain.
+      if (metricsSocket) uWS.us_listen_socket_close(metricsSocket)
     })())
   return {
     port: uWS.us_socket_local_port(listenSocket),

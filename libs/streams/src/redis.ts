@@ -68,10 +68,14 @@ export const createRedis = (opts: RedisConnectionOptions): Redis => {
     lazyConnect: true,
     enableAutoPipelining: false,
     shardedSubscribers: opts.subscriber === true,
-    // A failover or a slot move answers MOVED / TRYAGAIN / CLUSTERDOWN for a moment: retry.
-    retryDelayOnClusterDown: 200,
+    // A failover or a slot move answers MOVED / TRYAGAIN / CLUSTERDOWN for a few seconds: retry
+    // long enough to ride through one (a command that still fails closes its socket with 4503,
+    // and the client resends on reconnect).
+    maxRedirections: 40,
+    retryDelayOnMoved: 100,
+    retryDelayOnClusterDown: 300,
     retryDelayOnTryAgain: 100,
-    retryDelayOnFailover: 200,
+    retryDelayOnFailover: 300,
     clusterRetryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
     redisOptions: {
       ...nodeOptions,

@@ -83,6 +83,8 @@ export const spawnNode = async (
         HOST: '127.0.0.1',
         LOG_LEVEL: 'info',
         AUTH_MODE: 'none',
+        // Graceful stops in tests close sockets at once; the drain test sets its own.
+        DRAIN_MS: '0',
         STORAGE_DIR: storageDir,
         NODE_ID: nodeId,
         ...env,

@@ -26,6 +26,7 @@ export const startTestNode = async (env: Record<string, string>): Promise<TestNo
     LOG_LEVEL: 'warn',
     STORAGE_DIR: storageDir,
     DOC_LINGER_MS: '200',
+    DRAIN_MS: '0',
     // vitest's module runner does not reach worker threads (they cannot load the TypeScript
     // source); thread paths are covered by child-process nodes (spawnNode).
     SYNC_THREADS: '0',
