@@ -31,6 +31,8 @@ export const CloseCode = {
   tokenExpired: 4410,
   /** The token was revoked (`streambed revoke`): reconnect with a fresh token. */
   tokenRevoked: 4411,
+  /** The document was deleted (DELETE /docs/<name>); a client reconnecting would write it back. */
+  documentDeleted: 4405,
 } as const
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode]
 
@@ -175,7 +177,11 @@ export const failure = (code: ErrorCode, what: string, err: unknown): AppError =
       })
 
 /** Runs `fn`, translating anything it throws with `failure(code, what, err)`. */
-export const guarded = async <T>(code: ErrorCode, what: string, fn: () => Promise<T>): Promise<T> => {
+export const guarded = async <T>(
+  code: ErrorCode,
+  what: string,
+  fn: () => Promise<T>,
+): Promise<T> => {
   try {
     return await fn()
   } catch (err) {

@@ -5,6 +5,8 @@ export type Access = 'read' | 'write'
 
 export interface Grant {
   readonly access: Access
+  /** The token may delete the document (`"delete": true` claim; every caller without auth). */
+  readonly mayDelete: boolean
   /** `sub` claim of the token (logs, revocation, awareness ownership). */
   readonly subject: string | undefined
   /** The token's `exp` in ms: its socket is closed then (4410). */
@@ -42,6 +44,7 @@ export type AuthOptions =
  *                     with what precedes it (`team-1/*`), `*` alone grants all
  *   doc:    string    shorthand for a single name
  *   access: "read" | "write"   default "write"
+ *   delete: boolean   the token may also delete the documents it grants (DELETE /docs/<name>)
  */
 export const matchesDoc = (patterns: readonly string[], doc: string): boolean =>
   patterns.some((p) => (p.endsWith('*') ? doc.startsWith(p.slice(0, -1)) : p === doc))
@@ -60,6 +63,7 @@ const grantFromClaims = (claims: JWTPayload, doc: string): Grant => {
   }
   return {
     access,
+    mayDelete: claims.delete === true && access === 'write',
     subject: claims.sub,
     ...(typeof claims.exp === 'number' ? { expiresAtMs: claims.exp * 1000 } : {}),
     ...(typeof claims.iat === 'number' ? { issuedAtMs: claims.iat * 1000 } : {}),
@@ -103,7 +107,9 @@ const createVerifier = async (
 
 export const createAuthenticator = async (opts: AuthOptions): Promise<Authenticator> => {
   if (opts.mode === 'none') {
-    return { authorize: () => Promise.resolve({ access: 'write', subject: undefined }) }
+    return {
+      authorize: () => Promise.resolve({ access: 'write', mayDelete: true, subject: undefined }),
+    }
   }
   const verify = await createVerifier(opts)
   return {

@@ -12,7 +12,7 @@ const connect = (over: Partial<ConnectionOptions> = {}) => {
     id: 7,
     originPrefix: 'node~abc',
     doc: 'd',
-    grant: { access: 'write', subject: undefined },
+    grant: { access: 'write', mayDelete: false, subject: undefined },
     socket,
     logger: silentLogger(),
     maxBufferedEntries: 3,
@@ -134,7 +134,7 @@ describe('Connection', () => {
   })
 
   it('tells a read-only client once that its updates are not stored', () => {
-    const { conn, socket } = connect({ grant: { access: 'read', subject: 'r' } })
+    const { conn, socket } = connect({ grant: { access: 'read', mayDelete: false, subject: 'r' } })
     conn.notifyReadOnly()
     conn.notifyReadOnly()
     expect(socket.messages()).toEqual([

@@ -209,6 +209,12 @@ export class FanOut {
       this.opts.logger.warn({ doc: key.doc }, 'undecodable channel message')
       return
     }
+    if (msg.kind === 'deleted') {
+      // The document was deleted (DELETE /docs/<name>): its clients must not write it back.
+      this.opts.logger.info({ doc: key.doc, by: msg.origin }, 'document deleted; closing sockets')
+      for (const conn of doc.conns) conn.close(CloseCode.documentDeleted, 'document deleted')
+      return
+    }
     if (msg.kind === 'awareness') {
       // Relayed to every connection including the sender, as the reference y-websocket server
       // does: a client's own renewals keep its "no message received" watchdog quiet.

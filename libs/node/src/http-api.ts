@@ -51,7 +51,8 @@ export const mountOpsRoutes = (app: TemplatedApp, opts: OpsRoutesOptions): void 
 
 /**
  * The HTTP routes of a node, on the WebSocket port: the operations endpoints and the document API
- * under `/docs/<name>` (GET: the document as one Yjs update; POST: append an update), admitted as
+ * under `/docs/<name>` (GET: the document as one Yjs update; POST: append an update; DELETE: delete
+ * it with its history), admitted as
  * sockets are (origin, token, revocation) and limited per client address. With ALLOWED_ORIGINS,
  * allowed browser origins get CORS headers. Errors become statuses in `Reply.error` only.
  */
@@ -141,13 +142,23 @@ export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
     })
   })
 
+  app.del('/docs/*', (res, req) => {
+    route(res, req, async (reply, path, token, origin) => {
+      const { doc, grant } = await admission.request(path, token, origin)
+      if (!grant.mayDelete)
+        throw new AppError('FORBIDDEN', 'token does not grant deletion (claim "delete": true)')
+      const result = await runtime.deleteDocument(doc)
+      reply.json(200, { deleted: result.existed, at: new Date(result.deletedAt).toISOString() })
+    })
+  })
+
   app.options('/docs/*', (res, req) => {
     const origin = req.getHeader('origin')
     const reply = createReply(res, opts.onHttpError, corsHeaders(admission, origin))
     if (!admission.originAllowed(origin))
       return reply.error(new AppError('FORBIDDEN', `origin ${origin} is not in ALLOWED_ORIGINS`))
     reply.send(204, '', {
-      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
       'access-control-allow-headers': 'authorization, content-type',
       'access-control-max-age': '600',
     })

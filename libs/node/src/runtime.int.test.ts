@@ -58,7 +58,11 @@ const start = async (limits: Partial<RuntimeLimits> = {}) => {
   /** A socket opened on `doc`; its end runs the runtime's close handling, as uWS does. */
   const open = (doc = 'd') => {
     const socket = new FakeSocket()
-    const conn = runtime.open(socket, doc, { access: 'write', subject: undefined })
+    const conn = runtime.open(socket, doc, {
+      access: 'write',
+      mayDelete: false,
+      subject: undefined,
+    })
     socket.onEnd = () => runtime.closed(conn)
     return { conn, socket }
   }
@@ -160,7 +164,7 @@ describe('NodeRuntime', () => {
     }
     const closing = runtime.close(600)
     const late = new FakeSocket()
-    runtime.open(late, 'd', { access: 'write', subject: undefined })
+    runtime.open(late, 'd', { access: 'write', mayDelete: false, subject: undefined })
     expect(late.ended?.code).toBe(CloseCode.goingAway)
     await closing
     expect(sockets.every((s) => s.ended?.code === CloseCode.goingAway)).toBe(true)
@@ -177,7 +181,7 @@ describe('NodeRuntime', () => {
     expect(socket.ended?.code).toBe(CloseCode.goingAway)
     expect(await entries()).toHaveLength(1)
     const late = new FakeSocket()
-    runtime.open(late, 'd', { access: 'write', subject: undefined })
+    runtime.open(late, 'd', { access: 'write', mayDelete: false, subject: undefined })
     expect(late.ended?.code).toBe(CloseCode.goingAway)
   })
 })

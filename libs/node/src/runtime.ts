@@ -2,7 +2,13 @@ import { CloseCode, describeError, type Logger, sleep } from '@streambed/common'
 import { type ClientMessage, decodeMessage } from '@streambed/protocol'
 import type { DocStorage } from '@streambed/storage'
 import type { AppendResult, AwarenessStore, DocStreams, Keys, Redis } from '@streambed/streams'
-import { type DocumentRead, ZERO_ID, readDocument } from '@streambed/streams'
+import {
+  type DocumentRead,
+  ZERO_ID,
+  deleteDocumentState,
+  dropClocks,
+  readDocument,
+} from '@streambed/streams'
 import {
   type DocumentAt,
   type HistoryListing,
@@ -295,6 +301,23 @@ export class NodeRuntime {
    */
   restore(doc: string, atMs: number): Promise<RestoreResult> {
     return restoreDocument(this.opts, doc, atMs, `${this.originPrefix}/restore`)
+  }
+
+  /**
+   * Deletes the document everywhere (DELETE /docs/<name>): its Redis state first, which closes its
+   * sockets on every node (4405) so no client writes the old content back, then its storage
+   * (state, history, checkpoints), then the clock map a seed may have read from that storage
+   * meanwhile. A client that connects afterwards starts a new, empty document of that name.
+   * Returns whether there was anything to delete.
+   */
+  async deleteDocument(doc: string): Promise<{ existed: boolean; deletedAt: number }> {
+    const { redis, keys, storage } = this.opts
+    const state = await deleteDocumentState(redis, keys, doc, `${this.originPrefix}/delete`)
+    const stored = (await storage.watermark(doc)) !== null
+    await storage.delete(doc)
+    await dropClocks(redis, keys, doc)
+    this.opts.logger.info({ doc, stored, inRedis: state.existed }, 'document deleted')
+    return { existed: state.existed || stored, deletedAt: state.deletedAt }
   }
 
   /** Appends an update received over HTTP; throws BAD_MESSAGE or REDIS_UNAVAILABLE. */

@@ -26,7 +26,7 @@ const setup = (over: Partial<WritePathOptions> = {}) => {
     reject: (_conn, err) => rejected.push(describeError(err).code),
     ...over,
   })
-  const connect = (grant: Grant = { access: 'write', subject: undefined }) =>
+  const connect = (grant: Grant = { access: 'write', mayDelete: false, subject: undefined }) =>
     fakeConnection({ grant })
   const entries = async () => (await streams.readTail('d', ZERO_ID)).entries
   return { writes, metrics, rejected, connect, entries }
@@ -93,7 +93,7 @@ describe('WritePath', () => {
 
   it('tells a read-only connection once and appends nothing', async () => {
     const { writes, connect, entries } = setup()
-    const { conn, socket } = connect({ access: 'read', subject: 'r' })
+    const { conn, socket } = connect({ access: 'read', mayDelete: false, subject: 'r' })
     writes.update(conn, insert('a'))
     writes.update(conn, insert('b'))
     await writes.settled()

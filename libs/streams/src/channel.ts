@@ -2,6 +2,7 @@
  * Messages on a document's sharded pub/sub channel (`<p>:v1:{doc}:c`), written by Lua scripts:
  *   doorbell:  "u <id> <prev> <origin> <i|r>\n<update if i>"
  *   awareness: "a <origin>\n<awareness update>"
+ *   deletion:  "d <origin>\n" (the document was deleted: close its sockets)
  */
 export type ChannelMessage =
   | {
@@ -13,6 +14,7 @@ export type ChannelMessage =
       readonly update: Uint8Array | null
     }
   | { readonly kind: 'awareness'; readonly origin: string; readonly update: Uint8Array }
+  | { readonly kind: 'deleted'; readonly origin: string }
 
 const NEWLINE = 0x0a
 
@@ -25,6 +27,8 @@ export const decodeChannelMessage = (message: Buffer): ChannelMessage | null => 
     const [, id, prev, origin, mode] = header as [string, string, string, string, string]
     return { kind: 'update', id, prev, origin, update: mode === 'i' ? body : null }
   }
+  if (header[0] === 'd' && header.length === 2)
+    return { kind: 'deleted', origin: header[1] as string }
   if (header[0] === 'a' && header.length === 2) {
     return { kind: 'awareness', origin: header[1] as string, update: body }
   }

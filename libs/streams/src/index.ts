@@ -8,6 +8,7 @@ export * from './awareness-store.js'
 export * from './node-registry.js'
 export * from './task-queue.js'
 export * from './restore-tail.js'
+export * from './delete-doc.js'
 export * from './config.js'
 // Stream ids are defined in common (storage orders watermarks too); re-exported as part of the
 // streams API.

@@ -106,6 +106,8 @@ export const scripts = {
   settle: loadScript('settle-2.lua'),
   finish: loadScript('finish-2.lua'),
   seedClocks: loadScript('seed-clocks-1.lua'),
+  deleteDoc: loadScript('delete-doc-3.lua'),
+  dropClocks: loadScript('drop-clocks-1.lua'),
   restoreTail: loadScript('restore-tail-3.lua'),
   restoreTailInSlot: loadScript('restore-tail-2.lua'),
 } as const

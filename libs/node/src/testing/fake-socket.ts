@@ -46,7 +46,7 @@ export const fakeConnection = (
     id: 1,
     originPrefix: 'n~t',
     doc: 'd',
-    grant: { access: 'write', subject: undefined },
+    grant: { access: 'write', mayDelete: false, subject: undefined },
     socket,
     logger: silentLogger(),
     maxBufferedEntries: 100,
