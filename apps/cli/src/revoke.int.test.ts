@@ -7,6 +7,7 @@ import { SignJWT } from 'jose'
 import { describe, expect, it, vi } from 'vitest'
 import { CloseCode } from '@streambed/common'
 import { startTestNode } from '@streambed/server/testing'
+import { createKeys } from '@streambed/streams'
 import {
   connectClient,
   connectRaw,
@@ -224,5 +225,39 @@ describe('streambed revoke', () => {
     expect(help.code).toBe(0)
     expect(help.output).toContain('Usage: streambed revoke')
     expect(await redis.admin.keys(`${prefix}:*`)).toEqual([])
+  })
+
+  it('still reaches a node whose last document went and whose Redis restarted meanwhile', async () => {
+    // ioredis keeps one subscription set per connection; the SUNSUBSCRIBE of a node's last
+    // document used to empty it, so after a reconnect the node no longer heard revocations.
+    const prefix = uniquePrefix('rv-restart')
+    await using a = await startTestNode(nodeEnv(prefix))
+    const alice = await token({ sub: 'alice' })
+    const first = connectClient(a.url, 'first', { params: { token: alice } })
+    await first.synced()
+    first.destroy()
+    const channel = createKeys(prefix).channel('first')
+    await vi.waitFor(
+      async () => {
+        const [, subscribers] = (await redis.admin.call('PUBSUB', 'SHARDNUMSUB', channel)) as [
+          string,
+          number,
+        ]
+        expect(subscribers).toBe(0)
+      },
+      { timeout: 10_000, interval: 50 },
+    )
+    await redis.server.restart()
+    await vi.waitFor(async () => expect((await fetch(`${a.httpUrl}/readyz`)).status).toBe(200), {
+      timeout: 20_000,
+      interval: 100,
+    })
+    const second = watch(`${a.url}/second?token=${await token({ sub: 'alice' })}`)
+    await second.raw.opened
+    expect((await revoke(prefix, ['--subject', 'alice'])).code).toBe(0)
+    await vi.waitFor(() => expect(second.close).toEqual(revokedClose), {
+      timeout: 5000,
+      interval: 10,
+    })
   })
 })

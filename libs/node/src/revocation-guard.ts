@@ -11,7 +11,12 @@ import type { Connection } from './connection.js'
 
 export interface RevocationGuardOptions {
   revocations: Revocations
-  /** The node's pub/sub connection (revocations come on a plain channel beside the shards). */
+  /**
+   * The node's pub/sub connection. Revocations come on a sharded channel like the doorbells: ioredis
+   * tracks plain and sharded subscriptions of one connection as one set, and the SUNSUBSCRIBE of a
+   * node's last document (whose count leaves out plain channels) would drop a plain SUBSCRIBE
+   * from it: the next revocation then arrived as a "command queue state error", unhandled.
+   */
   subscriber: Redis
   keys: Keys
   logger: Logger
@@ -33,9 +38,9 @@ const factsOf = (grant: Grant, doc: string) => ({
 export class RevocationGuard {
   private readonly opts: RevocationGuardOptions
   private connectedOnce = false
-  private readonly onMessage = (channel: string, message: string) => {
-    if (channel !== this.opts.keys.revocations) return
-    const revocation = this.opts.revocations.decode(message)
+  private readonly onMessage = (channel: Buffer, message: Buffer) => {
+    if (channel.toString('utf8') !== this.opts.keys.revocations) return
+    const revocation = this.opts.revocations.decode(message.toString('utf8'))
     if (revocation) this.closeRevoked(revocation)
   }
   private readonly onReady = () => {
@@ -49,10 +54,11 @@ export class RevocationGuard {
 
   async start(): Promise<void> {
     const { subscriber, keys } = this.opts
-    subscriber.on('message', this.onMessage)
+    // The Buffer event: a listener of 'smessage' would make ioredis decode every doorbell to text.
+    subscriber.on('smessageBuffer', this.onMessage)
     subscriber.on('ready', this.onReady)
     if (subscriber.status === 'ready') this.connectedOnce = true
-    await subscriber.subscribe(keys.revocations)
+    await subscriber.ssubscribe(keys.revocations)
   }
 
   /** Throws UNAUTHORIZED when a revocation names `grant` (for `doc`). */
@@ -89,8 +95,8 @@ export class RevocationGuard {
 
   async close(): Promise<void> {
     const { subscriber, keys } = this.opts
-    subscriber.off('message', this.onMessage)
+    subscriber.off('smessageBuffer', this.onMessage)
     subscriber.off('ready', this.onReady)
-    await subscriber.unsubscribe(keys.revocations).catch(() => undefined)
+    await subscriber.sunsubscribe(keys.revocations).catch(() => undefined)
   }
 }

@@ -12,7 +12,7 @@
  *   <prefix>:v1:epoch            random value written once; its loss means Redis lost its data
  *   <prefix>:v1:revoked:<kind>:<value>   Redis time (ms) tokens were revoked at (kind sub, jti,
  *                                doc), with a TTL: tokens issued before it are refused
- *   <prefix>:v1:revocations      pub/sub channel: revocations, so nodes close matching sockets
+ *   <prefix>:v1:revocations      sharded pub/sub channel: revocations, so nodes close matching sockets
  *   <prefix>:v1:reconciler       lock of the worker reconciling tasks (Redis Cluster only)
  *
  * Every key of one document carries the hash tag `{<doc>}` so that a Redis Cluster keeps them in one

@@ -42,7 +42,7 @@ export const createRevocations = (opts: { redis: Redis; keys: Keys }): Revocatio
         const atMs = Number(s) * 1000 + Math.floor(Number(us) / 1000)
         await redis.set(keys.revoked(kind, value), String(atMs), 'PX', Math.max(1, ttlMs))
         const revocation: Revocation = { kind, value, atMs }
-        await redis.publish(keys.revocations, JSON.stringify(revocation))
+        await redis.spublish(keys.revocations, JSON.stringify(revocation))
         return revocation
       }),
     revokedAt: (facts) =>
