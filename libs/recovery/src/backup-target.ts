@@ -5,7 +5,7 @@
  * it into place and fsyncs the directory (and the parents of directories it created); an S3 PUT is
  * durable once answered.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import {
   DeleteObjectsCommand,
@@ -16,7 +16,7 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
-import { AppError, guarded } from '@streambed/common'
+import { AppError, fsyncDir, guarded, isMissing, writeSynced } from '@streambed/common'
 
 export interface TargetObject {
   /** Relative to the target. */
@@ -101,20 +101,6 @@ export const openBackupTarget = (
   return s3Target(client, m[1], prefix)
 }
 
-const isMissing = (err: unknown) => {
-  const code = (err as NodeJS.ErrnoException).code
-  return code === 'ENOENT' || code === 'ENOTDIR'
-}
-
-const fsyncDir = async (dir: string) => {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
 /** Creates `dir` and its missing parents, syncing the parent of each one created. */
 const ensureDir = async (dir: string): Promise<void> => {
   try {
@@ -179,13 +165,7 @@ const fsTarget = (root: string): BackupTarget => {
         await ensureDir(dir)
         const tmp = join(dir, `.${file.slice(dir.length + 1)}.${process.pid}-${++tmpCounter}.tmp`)
         try {
-          const handle = await open(tmp, 'w')
-          try {
-            await handle.writeFile(bytes)
-            await handle.sync()
-          } finally {
-            await handle.close()
-          }
+          await writeSynced(tmp, bytes)
           await rename(tmp, file)
           await fsyncDir(dir)
         } catch (err) {

@@ -26,6 +26,17 @@ export interface DocFolders {
  */
 export type DocKind = 'state' | 'history'
 
+/** One object of a putMany. */
+export interface BlobPut {
+  readonly key: string
+  readonly bytes: Uint8Array
+  /** As put's. */
+  readonly ifAbsent: boolean
+}
+
+/** Releases a document's lock. */
+export type Unlock = () => Promise<void>
+
 /** A store of immutable objects under string keys; keys are a folder followed by a name. */
 export interface Blobs {
   folders(escaped: string): DocFolders
@@ -46,16 +57,23 @@ export interface Blobs {
    * false, storing nothing, if the key exists (stores that cannot tell store anyway).
    */
   put(key: string, bytes: Uint8Array, opts: { ifAbsent: boolean }): Promise<boolean>
+  /** put of each object, together (fs: one pass of fsyncs), the results in order. */
+  putMany(puts: readonly BlobPut[]): Promise<boolean[]>
   /** Removes the objects; missing ones are fine. */
   delete(keys: readonly string[]): Promise<void>
   /** Removes `folder` and every object below it. */
   deleteAll(folder: string): Promise<void>
-  /** Runs `fn` while no other critical section of the document runs; optional. */
-  exclusive?<T>(escaped: string, fn: () => Promise<T>): Promise<T>
+  /**
+   * Takes the document's lock (a critical section no other process enters meanwhile) and returns
+   * its release; with `wait: false`, null at once when another holder has it. Optional.
+   */
+  lock?(escaped: string, opts: { wait: boolean }): Promise<Unlock | null>
 }
 
 /** Parallel requests within one operation (reading log batches, naming hashed documents). */
 export const CONCURRENCY = 8
+/** Parallel requests of a group commit (loadMany, appendLogMany, compareAndSetMany). */
+export const BATCH_CONCURRENCY = 32
 /** Bytes read to find a document name or an entry count in an object's header. */
 export const HEADER_BYTES = 16 * 1024
 /** How often an operation lists again when objects it listed keep vanishing under it. */
@@ -99,7 +117,11 @@ export const batchNames = (names: Iterable<string>): BatchName[] => {
   return out
 }
 
-/** `fn` over `items`, at most `limit` at a time, results in order. */
+/**
+ * `fn` over `items`, at most `limit` at a time, results in order. After a failure no new item
+ * starts; the ones under way finish before the first error is thrown (so a caller cleaning up
+ * after it does not race them).
+ */
 export const mapLimit = async <T, R>(
   items: readonly T[],
   limit: number,
@@ -107,13 +129,21 @@ export const mapLimit = async <T, R>(
 ): Promise<R[]> => {
   const out: R[] = new Array<R>(items.length)
   let next = 0
+  let failed = false
   const run = async () => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const i = next++
-      out[i] = await fn(items[i] as T)
+      try {
+        out[i] = await fn(items[i] as T)
+      } catch (err) {
+        failed = true
+        throw err
+      }
     }
   }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run))
+  const runs = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, run))
+  const failure = runs.find((r) => r.status === 'rejected')
+  if (failure) throw failure.reason
   return out
 }
 

@@ -1,4 +1,3 @@
-import { S3Client } from '@aws-sdk/client-s3'
 import { type z } from 'zod'
 import {
   AppError,
@@ -91,13 +90,15 @@ export const s3ClientConfig = (c: StorageEnv) => ({
 export const openStorage = async (c: StorageEnv, logger: Logger): Promise<DocStorage> => {
   switch (c.STORAGE) {
     case 'fs':
-      return createFsStorage({ dir: c.STORAGE_DIR })
+      return createFsStorage({ dir: c.STORAGE_DIR, logger })
     case 'postgres':
       if (!c.DATABASE_URL)
         throw new AppError('CONFIG', 'DATABASE_URL is required when STORAGE=postgres')
       return createPostgresStorage({ url: c.DATABASE_URL, poolMax: c.DATABASE_POOL_MAX, logger })
     case 's3': {
       if (!c.S3_BUCKET) throw new AppError('CONFIG', 'S3_BUCKET is required when STORAGE=s3')
+      // The SDK loads only for STORAGE=s3 (createS3Storage loads its commands the same way).
+      const { S3Client } = await import('@aws-sdk/client-s3')
       return createS3Storage({
         client: new S3Client(s3ClientConfig(c)),
         bucket: c.S3_BUCKET,

@@ -6,6 +6,7 @@ import { describe, expect, it, vi } from 'vitest'
 import { createLogger, isAppError } from '@streambed/common'
 import { startPostgresServer, startS3Server, testDatabase } from '@streambed/testing'
 import {
+  type CompareAndSetItem,
   compareWatermarks,
   createPostgresStorage,
   createS3Storage,
@@ -210,6 +211,142 @@ describe.each(backends)('$kind storage contract', (backend) => {
     expect(await other.compareAndSet('race', '50-0', retry)).toBe(false)
     expect(await other.compareAndSet('race', loaded!.watermark, retry)).toBe(true)
     expectStored(await storage.load('race'), retry)
+  })
+
+  describe('group commit', () => {
+    /** A world of stored documents, the same under two prefixes. */
+    const seed = async (prefix: string) => {
+      expect(await storage.compareAndSet(`${prefix}at5`, null, stored('5-0', [5]))).toBe(true)
+      expect(await storage.compareAndSet(`${prefix}at9`, null, stored('9-5', [9]))).toBe(true)
+      expect(await storage.compareAndSet(`${prefix}at10`, null, stored('10-0', [10]))).toBe(true)
+    }
+    /** Items of every kind: from nothing, advancing, stale, wrong, going back, from the current. */
+    const items = (prefix: string): CompareAndSetItem[] =>
+      [
+        { doc: 'new', expected: null, next: stored('1-0', [1]) },
+        { doc: 'at5', expected: '5-0', next: stored('6-0', [6]) },
+        { doc: 'at9', expected: '9-0', next: stored('10-0', [7]) },
+        { doc: 'at10', expected: null, next: stored('11-0', [8]) },
+        { doc: 'missing', expected: '3-0', next: stored('4-0', [4]) },
+        { doc: 'also-new', expected: '0-0', next: stored('2-0', [2]) },
+      ].map((i) => ({ ...i, doc: `${prefix}${i.doc}` }))
+
+    it('stores each document as compareAndSet would: the conflicting ones report false', async () => {
+      await seed('one/')
+      await seed('many/')
+      const one: boolean[] = []
+      for (const i of items('one/'))
+        one.push(await storage.compareAndSet(i.doc, i.expected, i.next))
+      const many = await storage.compareAndSetMany(items('many/'))
+      expect(many).toEqual([true, true, false, false, false, false])
+      expect(many).toEqual(one)
+      const names = items('').map((i) => i.doc)
+      const loadedOne = await storage.loadMany(names.map((n) => `one/${n}`))
+      const loadedMany = await storage.loadMany(names.map((n) => `many/${n}`))
+      for (const [k, n] of names.entries()) {
+        expect(loadedMany[k]?.watermark, n).toBe(loadedOne[k]?.watermark)
+        expect(loadedMany[k] && [...loadedMany[k].state], n).toEqual(
+          loadedOne[k] && [...loadedOne[k].state],
+        )
+      }
+      expect(loadedMany.map((d) => d?.watermark)).toEqual([
+        '1-0',
+        '6-0',
+        '9-5',
+        '10-0',
+        undefined,
+        undefined,
+      ])
+      // A watermark never goes back, in a batch either.
+      expect(
+        await storage.compareAndSetMany([
+          { doc: 'many/at5', expected: '6-0', next: stored('5-9', [0]) },
+          { doc: 'many/new', expected: '1-0', next: stored('1-1', [1, 1]) },
+        ]),
+      ).toEqual([false, true])
+      expectStored(await storage.load('many/at5'), stored('6-0', [6]))
+    })
+
+    it('loads many documents in order, missing ones as null, and empty batches as nothing', async () => {
+      await seed('')
+      const loaded = await storage.loadMany(['at10', 'missing', 'at5', 'at9', 'at5'])
+      expect(loaded.map((d) => d?.watermark ?? null)).toEqual(['10-0', null, '5-0', '9-5', '5-0'])
+      expectStored(loaded[0]!, stored('10-0', [10]))
+      expect(await storage.loadMany([])).toEqual([])
+      expect(await storage.compareAndSetMany([])).toEqual([])
+      await expect(storage.appendLogMany([])).resolves.toBeUndefined()
+      await expect(storage.appendLogMany([{ doc: 'x', entries: [] }])).resolves.toBeUndefined()
+      expect(await storage.readLog('x')).toEqual([])
+    })
+
+    it('archives many documents as appendLog would, repeats and all', async () => {
+      const logs: [string, LogEntry[]][] = [
+        ['a', [entry('3-0'), entry('1-0'), entry('2-0')]],
+        ['b', [entry('7-0')]],
+        ['a', [entry('2-0'), entry('4-0')]],
+        ['c', []],
+        ['b', [entry('7-0')]],
+      ]
+      for (const [doc, entries] of logs) await storage.appendLog(`one/${doc}`, entries)
+      await storage.appendLogMany(logs.map(([doc, entries]) => ({ doc: `all/${doc}`, entries })))
+      for (const doc of ['a', 'b', 'c']) {
+        expectLog(await storage.readLog(`all/${doc}`), await storage.readLog(`one/${doc}`), doc)
+        expect(await storage.logExtent(`all/${doc}`)).toEqual(await storage.logExtent(`one/${doc}`))
+      }
+      expect((await storage.readLog('all/a')).map((e) => e.id)).toEqual([
+        '1-0',
+        '2-0',
+        '3-0',
+        '4-0',
+      ])
+      // Archiving the same batch again changes nothing.
+      await storage.appendLogMany([{ doc: 'all/a', entries: [entry('1-0'), entry('4-0')] }])
+      expectLog(await storage.readLog('all/a'), await storage.readLog('one/a'))
+    })
+
+    it('refuses a batch naming a document twice, storing nothing', async () => {
+      const err = await storage
+        .compareAndSetMany([
+          { doc: 'twice', expected: null, next: stored('1-0', [1]) },
+          { doc: 'twice', expected: null, next: stored('2-0', [2]) },
+        ])
+        .then(
+          () => null,
+          (e: unknown) => e,
+        )
+      expect(err).toBeInstanceOf(TypeError)
+      expect(await storage.load('twice')).toBeNull()
+    })
+
+    it('races batches against single writers and each other: one winner per document', async () => {
+      const other = await space.another()
+      const docs = Array.from({ length: 12 }, (_, i) => `race-${i}`)
+      await storage.compareAndSetMany(
+        docs.map((doc) => ({ doc, expected: null, next: stored('5-0', [5]) })),
+      )
+      const batchOf = (w: string) =>
+        docs.map((doc) => ({ doc, expected: '5-0', next: stored(w, randomBytes(64)) }))
+      const batches = [batchOf('6-0'), batchOf('7-0')]
+      // Two batches over the same documents (one reversed) through two processes, and singles.
+      const [first, second, ...singles] = await Promise.all([
+        storage.compareAndSetMany(batches[0]!),
+        other.compareAndSetMany([...batches[1]!].reverse()).then((r) => r.reverse()),
+        ...docs.map((doc) => other.compareAndSet(doc, '5-0', stored('8-0', [8]))),
+      ])
+      const loaded = await storage.loadMany(docs)
+      for (const [i, doc] of docs.entries()) {
+        const won = [first[i], second[i], singles[i]]
+        const writes = [batches[0]![i]!.next, batches[1]![i]!.next, stored('8-0', [8])]
+        const winners = writes.filter((_, k) => won[k])
+        expect(winners.length, doc).toBeGreaterThanOrEqual(1)
+        if (backend.kind !== 's3') expect(winners, doc).toHaveLength(1)
+        // What loads is a winner's version (on s3 the highest: see the racing writers test).
+        const highest = winners.reduce((a, b) =>
+          compareWatermarks(a.watermark, b.watermark) >= 0 ? a : b,
+        )
+        expectStored(loaded[i]!, highest)
+      }
+    })
   })
 
   it('archives log entries idempotently and reads them ordered, deduplicated, after a point', async () => {
@@ -449,6 +586,67 @@ describe('postgres storage', () => {
     }
   })
 
+  it('stores nothing of a batch whose statement fails; each document alone stores', async () => {
+    await using db = await testDatabase(undefined, 'failed_batch')
+    const storage = await createPostgresStorage({ url: db.url })
+    try {
+      expect(await storage.compareAndSet('b', null, stored('1-0', [1]))).toBe(true)
+      // Postgres text cannot hold a NUL: this document's row fails the statement.
+      const items: CompareAndSetItem[] = [
+        { doc: 'a', expected: null, next: stored('2-0', [2]) },
+        { doc: 'b', expected: '1-0', next: stored('2-0', [2]) },
+        { doc: 'bad\u0000', expected: null, next: stored('2-0', [2]) },
+      ]
+      await expectStorageUnavailable(storage.compareAndSetMany(items))
+      expect((await storage.loadMany(['a', 'b'])).map((d) => d?.watermark ?? null)).toEqual([
+        null,
+        '1-0',
+      ])
+      const alone = await Promise.allSettled(
+        items.map((i) => storage.compareAndSet(i.doc, i.expected, i.next)),
+      )
+      expect(alone.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected'])
+      expect((await storage.loadMany(['a', 'b'])).map((d) => d?.watermark)).toEqual(['2-0', '2-0'])
+    } finally {
+      await storage.close()
+    }
+  })
+
+  it('runs overlapping batches in opposite orders without deadlock', async () => {
+    await using db = await testDatabase(undefined, 'deadlock')
+    const [one, two] = await Promise.all([
+      createPostgresStorage({ url: db.url, poolMax: 4 }),
+      createPostgresStorage({ url: db.url, poolMax: 4 }),
+    ])
+    try {
+      const docs = Array.from({ length: 40 }, (_, i) => `doc-${String(i).padStart(2, '0')}`)
+      let at: string | null = null
+      for (let round = 1; round <= 15; round++) {
+        const w = `${round}-0`
+        const batch = (order: string[], expected: string | null) =>
+          order.map((doc) => ({ doc, expected, next: stored(w, [round]) }))
+        // The same documents, created or advanced by two processes at once: one forwards, one
+        // backwards, and a third batch over every other document.
+        const [forwards, backwards, odd] = await Promise.all([
+          one.compareAndSetMany(batch(docs, at)),
+          two.compareAndSetMany(batch([...docs].reverse(), at)).then((r) => r.reverse()),
+          one
+            .compareAndSetMany(batch(docs.filter((_, i) => i % 2 === 1).reverse(), at))
+            .then((r) => r.reverse()),
+        ])
+        for (const [i, doc] of docs.entries()) {
+          const won = [forwards[i], backwards[i], ...(i % 2 === 1 ? [odd[(i - 1) / 2]] : [])]
+          expect(won.filter(Boolean), `${doc} round ${round}`).toHaveLength(1)
+        }
+        at = w
+      }
+      expect((await one.loadMany(docs)).every((d) => d?.watermark === '15-0')).toBe(true)
+    } finally {
+      await one.close()
+      await two.close()
+    }
+  })
+
   it('reports a stopped server as STORAGE_UNAVAILABLE and recovers without being recreated', async () => {
     await using server = await startPostgresServer()
     const lines: string[] = []
@@ -599,6 +797,37 @@ describe('s3 storage', () => {
     expect(await codeOf(createS3Storage({ client: s3Client(server), bucket, prefix: 'p' }))).toBe(
       'CONFIG',
     )
+  })
+
+  it('puts every document of a batch when one put fails, then reports the failure', async () => {
+    const server = await s3Server()
+    const bucket = await server.createBucket('partial')
+    const client = s3Client(server, { maxAttempts: 1 })
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: string }).Key ?? ''
+        if (context.commandName === 'PutObjectCommand') {
+          if (key.includes('/broken/')) throw new Error('put refused')
+          // The others are slower than the failure.
+          await new Promise((r) => setTimeout(r, 50))
+        }
+        return next(args)
+      },
+      { step: 'initialize', name: 'refuse-one-put' },
+    )
+    const storage = await createS3Storage({ client, bucket })
+    try {
+      // More documents than run at once: the ones after the failure still start.
+      const docs = ['broken', ...Array.from({ length: 40 }, (_, i) => `doc-${i}`)]
+      const items = docs.map((doc) => ({ doc, expected: null, next: stored('1-0', [1]) }))
+      await expectStorageUnavailable(storage.compareAndSetMany(items))
+      expect((await storage.loadMany(docs)).map((d) => d?.watermark)).toEqual([
+        undefined,
+        ...docs.slice(1).map(() => '1-0'),
+      ])
+    } finally {
+      await storage.close()
+    }
   })
 
   it('reports an unreachable server as STORAGE_UNAVAILABLE', async () => {

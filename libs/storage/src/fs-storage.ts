@@ -11,8 +11,25 @@ import {
   unlink,
 } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
-import { AppError, guarded, sleep } from '@streambed/common'
-import { type Blobs, isLogName, isStateName } from './blobs.js'
+import {
+  AppError,
+  fsyncDir,
+  guarded,
+  isMissing,
+  type Logger,
+  silentLogger,
+  sleep,
+  writeSynced,
+} from '@streambed/common'
+import {
+  BATCH_CONCURRENCY,
+  type BlobPut,
+  type Blobs,
+  isLogName,
+  isStateName,
+  mapLimit,
+  type Unlock,
+} from './blobs.js'
 import type { DocStorage } from './storage.js'
 import { createVersionedStorage } from './versioned-objects.js'
 
@@ -26,7 +43,8 @@ import { createVersionedStorage } from './versioned-objects.js'
  *   <dir>/v1/locks/<escaped>.lock                           held during compare-and-set and delete
  *
  * Files are written atomically (temporary file, fsync, rename, fsync the directory, and fsync the
- * parent of a directory just created). Compare-and-set and delete hold an O_EXCL lock file, so of
+ * parent of a directory just created); files written together (compareAndSetMany, appendLogMany)
+ * are synced together, each directory once. Compare-and-set and delete hold an O_EXCL lock file, so of
  * writers racing from one watermark exactly one wins. A lock older than `staleLockMs` (its holder
  * was killed) is broken. Should a live but stalled holder lose its lock that way, two writers may
  * both store a version; the highest — what `load` returns — contains everything the other does, so
@@ -37,34 +55,19 @@ import { createVersionedStorage } from './versioned-objects.js'
  * batch already packed into a segment (its entries are read once) or one dropped by dropLog (the
  * next dropLog removes it again). The update log and checkpoints take no lock (object-log.ts says
  * why racing writers are safe without one). A log directory emptied by dropLog stays: removing it
- * would race an appendLog that has just created it.
+ * would race an appendLog that has just created it. Deleting old state versions is best effort: a
+ * failure is logged as a warning and the next write deletes them.
  */
 export interface FsStorageOptions {
   /** Root directory; created if missing. */
   dir: string
   /** A lock file older than this belongs to a dead process; default 30 s. */
   staleLockMs?: number
+  /** Receives failures of best-effort clean-up (old state versions); default silent. */
+  logger?: Logger
 }
 
-const isMissing = (err: unknown) => {
-  const code = (err as NodeJS.ErrnoException).code
-  return code === 'ENOENT' || code === 'ENOTDIR'
-}
-
-const fsyncDir = async (dir: string) => {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-/**
- * Creates `dir` (a direct child of `parent`) if needed. A new directory's own entry is durable
- * only once its parent is synced: without that, a crash could lose the directory, and with it
- * the first state or log file a document ever got.
- */
+/** Creates `dir` (a direct child of `parent`) if needed, durably (see writeAllAtomically). */
 const ensureDir = async (dir: string, parent: string) => {
   if ((await mkdir(dir, { recursive: true })) !== undefined) await fsyncDir(parent)
 }
@@ -72,23 +75,27 @@ const ensureDir = async (dir: string, parent: string) => {
 /** Temporary file names: unique among the processes of one machine (fs storage is one machine's). */
 let tmpCounter = 0
 
-/** Writes `bytes` to `path` so that readers see the old or the new file, never a partial one. */
-const writeAtomically = async (path: string, dir: string, bytes: Uint8Array): Promise<void> => {
-  const tmp = `${path}.${process.pid}-${++tmpCounter}.tmp`
+/**
+ * Writes each `bytes` to its `key` so that readers see the old or the new file, never a partial
+ * one, and durably: every file is written and synced, then renamed, then each directory holding
+ * one is synced once (a group commit: the syncs of many files run together). A directory created
+ * for a file is durable only once its parent is synced too: without that, a crash could lose the
+ * directory, and with it the first state or log file a document ever got.
+ */
+const writeAllAtomically = async (puts: readonly BlobPut[]): Promise<void> => {
+  const dirs = [...new Set(puts.map((p) => dirname(p.key)))]
+  const created = await mapLimit(dirs, BATCH_CONCURRENCY, (d) => mkdir(d, { recursive: true }))
+  const newParents = new Set(dirs.filter((_, i) => created[i] !== undefined).map(dirname))
+  await mapLimit([...newParents], BATCH_CONCURRENCY, fsyncDir)
+  const files = puts.map((p) => ({ ...p, tmp: `${p.key}.${process.pid}-${++tmpCounter}.tmp` }))
   try {
-    const handle = await open(tmp, 'w')
-    try {
-      await handle.writeFile(bytes)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    await rename(tmp, path)
-    await fsyncDir(dir)
+    await mapLimit(files, BATCH_CONCURRENCY, ({ tmp, bytes }) => writeSynced(tmp, bytes))
+    await mapLimit(files, BATCH_CONCURRENCY, ({ tmp, key }) => rename(tmp, key))
   } catch (err) {
-    await rm(tmp, { force: true })
+    await Promise.all(files.map(({ tmp }) => rm(tmp, { force: true })))
     throw err
   }
+  await mapLimit(dirs, BATCH_CONCURRENCY, fsyncDir)
 }
 
 /** The file's first `bytes` bytes (fewer if it is shorter). */
@@ -122,15 +129,15 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
     )
   }
 
-  /** Runs `fn` holding the document's lock file. */
-  const withLock = async <T>(escaped: string, fn: () => Promise<T>): Promise<T> => {
+  /** Takes the document's lock file; a lock older than staleLockMs is broken. */
+  const lock = async (escaped: string, { wait }: { wait: boolean }): Promise<Unlock | null> => {
     const lockPath = join(locksDir, `${escaped}.lock`)
     for (let attempt = 0; ; attempt++) {
       try {
         const handle = await open(lockPath, 'wx')
         await handle.writeFile(`${process.pid} ${Date.now()}\n`)
         await handle.close()
-        break
+        return () => unlink(lockPath).catch(() => undefined)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
         const info = await stat(lockPath).catch(() => null)
@@ -138,13 +145,9 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
           await unlink(lockPath).catch(() => undefined)
           continue
         }
+        if (!wait) return null
         await sleep(Math.min(2 + attempt, 20))
       }
-    }
-    try {
-      return await fn()
-    } finally {
-      await unlink(lockPath).catch(() => undefined)
     }
   }
 
@@ -224,11 +227,13 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
         await handle.close()
       }
     },
-    put: async (key, bytes) => {
-      const dir = dirname(key)
-      await ensureDir(dir, dirname(dir))
-      await writeAtomically(key, dir, bytes)
+    put: async (key, bytes, { ifAbsent }) => {
+      await writeAllAtomically([{ key, bytes, ifAbsent }])
       return true
+    },
+    putMany: async (puts) => {
+      await writeAllAtomically(puts)
+      return puts.map(() => true)
     },
     delete: async (keys) => {
       for (const key of keys) await rm(key, { force: true })
@@ -237,11 +242,12 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
       await rm(folder, { recursive: true, force: true })
       await fsyncDir(dirname(folder))
     },
-    exclusive: withLock,
+    lock,
   }
 
   return createVersionedStorage(blobs, {
     kind: 'fs',
+    logger: opts.logger ?? silentLogger(),
     ping: () =>
       guarded('STORAGE_UNAVAILABLE', `STORAGE_DIR ${opts.dir} is not writable`, () =>
         access(docsDir, constants.W_OK),

@@ -27,7 +27,8 @@ import { type DocStorage, type LogEntry, normaliseLog } from './storage.js'
  *   <log folder>/<first>_<last>.ylog   a batch (encodeLogBatch): its entries, ascending, unique
  *
  * `first` and `last` are the sortable ids of the batch's first and last entries, so a reader skips
- * every batch outside the range it wants by the name alone. appendLog writes one batch per call;
+ * every batch outside the range it wants by the name alone. appendLog writes one batch per call
+ * (appendLogMany one per item, all together);
  * packLog merges many into one (a segment is just a bigger batch); dropLog deletes batches and
  * rewrites one straddling the bound. Batches may overlap (a batch archived twice, racing workers):
  * readers drop repeated ids.
@@ -56,7 +57,7 @@ import { type DocStorage, type LogEntry, normaliseLog } from './storage.js'
  */
 export type ObjectLog = Pick<
   DocStorage,
-  'appendLog' | 'readLog' | 'logExtent' | 'packLog' | 'dropLog'
+  'appendLog' | 'appendLogMany' | 'readLog' | 'logExtent' | 'packLog' | 'dropLog'
 >
 
 const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0)
@@ -83,10 +84,17 @@ export const createObjectLog = (blobs: Blobs): ObjectLog => {
     return vanished ? VANISHED : read
   }
 
+  /** The put of normalised, non-empty `entries` as the batch their ids name, and that name. */
+  const batchPut = (doc: string, folder: string, entries: readonly LogEntry[]) => {
+    const name = `${logBatchName(entries)}.ylog`
+    const put = { key: `${folder}${name}`, bytes: encodeLogBatch(doc, entries), ifAbsent: false }
+    return { name, put }
+  }
+
   /** Writes normalised, non-empty `entries` as the batch their ids name; returns its name. */
   const writeBatch = async (doc: string, folder: string, entries: readonly LogEntry[]) => {
-    const name = `${logBatchName(entries)}.ylog`
-    await blobs.put(`${folder}${name}`, encodeLogBatch(doc, entries), { ifAbsent: false })
+    const { name, put } = batchPut(doc, folder, entries)
+    await blobs.put(put.key, put.bytes, put)
     return name
   }
 
@@ -131,6 +139,21 @@ export const createObjectLog = (blobs: Blobs): ObjectLog => {
         // Sorted and without repeats, so that the batch's name tells its range truthfully.
         await writeBatch(doc, logOf(doc).folder, normaliseLog(entries))
       })
+    },
+
+    appendLogMany: async (items) => {
+      const writes = items.filter((i) => i.entries.length > 0)
+      if (writes.length === 0) return
+      await guarded(
+        'STORAGE_UNAVAILABLE',
+        `cannot archive ${writes.length} documents`,
+        async () => {
+          const puts = writes.map(
+            ({ doc, entries }) => batchPut(doc, logOf(doc).folder, normaliseLog(entries)).put,
+          )
+          await blobs.putMany(puts)
+        },
+      )
     },
 
     readLog: (doc, range = {}) =>

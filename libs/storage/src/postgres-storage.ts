@@ -1,6 +1,8 @@
-import pg from 'pg'
+import type pg from 'pg'
 import { failure, guarded, type Logger, silentLogger } from '@streambed/common'
 import {
+  assertDistinctDocs,
+  type CompareAndSetItem,
   compareWatermarks,
   type DocStorage,
   type LogEntry,
@@ -15,10 +17,13 @@ import {
  *   streambed_log_v1          (name, id_ms, id_seq, "update")                 update log, by entry id
  *   streambed_checkpoints_v1  (name, up_ms, up_seq, state)                    checkpoints, by upTo
  *
- * Every compare-and-set is one statement, so Postgres' row locking decides races: of several
- * writers starting from the same watermark exactly one succeeds (a `next` below `expected` is
- * refused without a statement). Log ids are stored as numbers, so readLog orders them numerically
- * and returns them in canonical form. Rows are not files: packLog has nothing to merge and
+ * A compare-and-set is one statement (compareAndSet is compareAndSetMany of one), so Postgres' row
+ * locking decides races: of several writers starting from the same watermark exactly one succeeds
+ * (a `next` below `expected` is refused without a statement). compareAndSetMany and appendLogMany
+ * are one statement for many documents: one commit (a group commit), each row's condition checked
+ * alone; compareAndSetMany first takes its documents' advisory locks in one order (LOCK_DOCS_SQL),
+ * in the same transaction, so that batches sharing documents cannot deadlock. Log ids are stored
+ * as numbers, so readLog orders them numerically and returns them in canonical form. Rows are not files: packLog has nothing to merge and
  * returns 0, and logExtent counts the whole log as one segment. listHistory finds the documents in
  * the log by walking its primary key index one name at a time (a loose index scan: a step per
  * document, not a row per entry), then sorts them by code point in SQL, since the log's name column
@@ -84,6 +89,9 @@ const migrations: readonly Migration[] = [
   },
 ]
 
+/** The first key of the documents' advisory locks (LOCK_DOCS_SQL): "sbdc". */
+const DOC_LOCK_CLASS = 0x73626463
+
 /** The two parts of a watermark as decimal strings (Postgres casts them; seq may exceed 2^53). */
 const splitId = (id: Watermark): [string, string] => {
   const m = /^(\d+)-(\d+)$/.exec(id)
@@ -141,9 +149,64 @@ const migrate = (pool: pg.Pool, logger: Logger): Promise<void> =>
     }
   })
 
+/**
+ * Takes the advisory lock of every document named in $1 (text[]), until the transaction ends, in
+ * the order of their keys. Every compare-and-set of several documents takes them before touching
+ * a row, so transactions sharing documents take the shared locks in one order and cannot deadlock
+ * (nor wait for each other at a row). Row locks alone cannot promise that: an UPDATE of many rows locks them in the order
+ * of its plan, and a document not stored yet has no row to lock (`SELECT … FOR UPDATE` leaves its
+ * INSERT racing). The volatile lock function runs after the sort (the plan sorts below it).
+ * Colliding keys only make two documents wait for each other. The two-key form keeps these apart
+ * from the migrations' one-key lock.
+ */
+const LOCK_DOCS_SQL = `
+  SELECT pg_advisory_xact_lock(${DOC_LOCK_CLASS}, k)
+  FROM (SELECT DISTINCT hashtext(name) AS k FROM unnest($1::text[]) AS name) AS keys
+  ORDER BY k`
+
+/**
+ * The compare-and-set of each item (distinct documents, none going back) as one statement: a new
+ * row for `expected` null unless one exists, else an update if the stored watermark is still
+ * `expected`. Returns the names stored. Postgres decides each row alone; a failed statement stores
+ * nothing.
+ */
+const storeRows = async (
+  db: pg.Pool | pg.PoolClient,
+  items: readonly CompareAndSetItem[],
+): Promise<Set<string>> => {
+  const res = await db.query<{ name: string }>(
+    `WITH item AS (
+       SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
+         AS i(name, expected, state, watermark)
+     ), created AS (
+       INSERT INTO streambed_docs_v1 (name, state, watermark)
+       SELECT name, state, watermark FROM item WHERE expected IS NULL
+       ON CONFLICT (name) DO NOTHING
+       RETURNING name
+     ), advanced AS (
+       UPDATE streambed_docs_v1 AS d
+       SET state = item.state, watermark = item.watermark, version = d.version + 1,
+         updated_at = now()
+       FROM item
+       WHERE item.expected IS NOT NULL AND d.name = item.name AND d.watermark = item.expected
+       RETURNING d.name
+     )
+     SELECT name FROM created UNION ALL SELECT name FROM advanced`,
+    [
+      items.map((i) => i.doc),
+      items.map((i) => i.expected),
+      items.map((i) => i.next.state),
+      items.map((i) => i.next.watermark),
+    ],
+  )
+  return new Set(res.rows.map((r) => r.name))
+}
+
 export const createPostgresStorage = async (opts: PostgresStorageOptions): Promise<DocStorage> => {
   const logger = opts.logger ?? silentLogger()
-  const pool = new pg.Pool({
+  // Loaded here, not at the top: a node on another backend never loads the driver.
+  const { default: pgModule } = await import('pg')
+  const pool = new pgModule.Pool({
     connectionString: opts.url,
     max: opts.poolMax ?? 10,
     connectionTimeoutMillis: 10_000,
@@ -169,6 +232,19 @@ export const createPostgresStorage = async (opts: PostgresStorageOptions): Promi
         const row = res.rows[0]
         return row ? { state: row.state, watermark: row.watermark } : null
       }),
+    loadMany: (docs) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot read ${docs.length} documents`, async () => {
+        if (docs.length === 0) return []
+        const res = await pool.query<{ name: string; state: Buffer; watermark: string }>(
+          'SELECT name, state, watermark FROM streambed_docs_v1 WHERE name = ANY($1::text[])',
+          [docs],
+        )
+        const byName = new Map(res.rows.map((r) => [r.name, r]))
+        return docs.map((doc) => {
+          const row = byName.get(doc)
+          return row ? { state: row.state, watermark: row.watermark } : null
+        })
+      }),
     watermark: (doc) =>
       guarded('STORAGE_UNAVAILABLE', `cannot read ${doc}`, async () => {
         const res = await pool.query<{ watermark: string }>(
@@ -177,34 +253,49 @@ export const createPostgresStorage = async (opts: PostgresStorageOptions): Promi
         )
         return res.rows[0]?.watermark ?? null
       }),
-    compareAndSet: (doc, expected, next) =>
-      guarded('STORAGE_UNAVAILABLE', `cannot store ${doc}`, async () => {
+    compareAndSet: async (doc, expected, next) =>
+      (await storage.compareAndSetMany([{ doc, expected, next }]))[0] ?? false,
+    compareAndSetMany: async (items) => {
+      // A caller's mistake, not the storage's: thrown as it is.
+      assertDistinctDocs(items)
+      const what = items.length === 1 ? items[0]?.doc : `${items.length} documents`
+      return guarded('STORAGE_UNAVAILABLE', `cannot store ${what}`, async () => {
         // Storing a lower watermark would break "a stored watermark never decreases".
-        if (expected !== null && compareWatermarks(next.watermark, expected) < 0) return false
-        const res =
-          expected === null
-            ? await pool.query(
-                `INSERT INTO streambed_docs_v1 (name, state, watermark) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO NOTHING`,
-                [doc, next.state, next.watermark],
-              )
-            : await pool.query(
-                `UPDATE streambed_docs_v1
-                 SET state = $3, watermark = $4, version = version + 1, updated_at = now()
-                 WHERE name = $1 AND watermark = $2`,
-                [doc, expected, next.state, next.watermark],
-              )
-        return res.rowCount === 1
-      }),
-    appendLog: async (doc, entries) => {
-      if (entries.length === 0) return
-      await guarded('STORAGE_UNAVAILABLE', `cannot archive ${doc}`, async () => {
-        const ids = entries.map((e) => splitId(e.id))
+        const valid = items.filter(
+          (i) => !(i.expected !== null && compareWatermarks(i.next.watermark, i.expected) < 0),
+        )
+        if (valid.length === 0) return items.map(() => false)
+        // A lone row's statement never holds one lock while waiting for another: nothing to order.
+        // Several rows take the documents' locks first.
+        const stored =
+          valid.length === 1
+            ? await storeRows(pool, valid)
+            : await inTransaction(pool, async (client) => {
+                await client.query(LOCK_DOCS_SQL, [valid.map((i) => i.doc)])
+                return storeRows(client, valid)
+              })
+        const asked = new Set(valid)
+        return items.map((i) => asked.has(i) && stored.has(i.doc))
+      })
+    },
+    appendLog: (doc, entries) => storage.appendLogMany([{ doc, entries }]),
+    appendLogMany: async (items) => {
+      if (items.every((i) => i.entries.length === 0)) return
+      const what = items.length === 1 ? items[0]?.doc : `${items.length} documents`
+      await guarded('STORAGE_UNAVAILABLE', `cannot archive ${what}`, async () => {
+        const rows = items.flatMap(({ doc, entries }) =>
+          entries.map((e) => ({ doc, id: splitId(e.id), update: e.update })),
+        )
         await pool.query(
           `INSERT INTO streambed_log_v1 (name, id_ms, id_seq, "update")
-           SELECT $1, e.ms, e.seq, e.u FROM unnest($2::bigint[], $3::numeric[], $4::bytea[]) AS e(ms, seq, u)
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::numeric[], $4::bytea[])
            ON CONFLICT DO NOTHING`,
-          [doc, ids.map(([ms]) => ms), ids.map(([, seq]) => seq), entries.map((e) => e.update)],
+          [
+            rows.map((r) => r.doc),
+            rows.map((r) => r.id[0]),
+            rows.map((r) => r.id[1]),
+            rows.map((r) => r.update),
+          ],
         )
       })
     },

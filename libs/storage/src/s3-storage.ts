@@ -1,13 +1,6 @@
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  ListObjectsCommand,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3'
+import type { S3Client } from '@aws-sdk/client-s3'
 import { AppError, failure, guarded, type Logger, silentLogger } from '@streambed/common'
-import { type Blobs, isLogName, isStateName } from './blobs.js'
+import { BATCH_CONCURRENCY, type Blobs, isLogName, isStateName, mapLimit } from './blobs.js'
 import type { DocStorage } from './storage.js'
 import { createVersionedStorage } from './versioned-objects.js'
 
@@ -24,6 +17,8 @@ import { createVersionedStorage } from './versioned-objects.js'
  * out in versioned-objects.ts). A new state version is PUT with `If-None-Match: *`: servers that
  * honour it turn two writers of the same watermark into one winner (412 or 409 → false); some
  * S3-compatible servers (s3rver among them) ignore it, and correctness does not rest on it.
+ * Many documents stored at once (compareAndSetMany, appendLogMany) are PUT in parallel, each to
+ * the end: one failed PUT fails the call without cutting the others short.
  * Deleting old state versions is best effort: a failure is logged as a warning and the next write
  * deletes them. delete() lists and deletes every key under the document's folder.
  *
@@ -54,6 +49,14 @@ const httpStatus = (err: unknown): number | undefined =>
   (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode
 
 export const createS3Storage = async (opts: S3StorageOptions): Promise<DocStorage> => {
+  // Loaded here, not at the top: a node on another backend never loads the SDK.
+  const {
+    DeleteObjectsCommand,
+    GetObjectCommand,
+    HeadBucketCommand,
+    ListObjectsCommand,
+    PutObjectCommand,
+  } = await import('@aws-sdk/client-s3')
   const { client, bucket } = opts
   const prefix = opts.prefix ?? ''
   if (prefix !== '' && !prefix.endsWith('/')) {
@@ -115,6 +118,26 @@ export const createS3Storage = async (opts: S3StorageOptions): Promise<DocStorag
     }
   }
 
+  const put: Blobs['put'] = async (Key, Body, { ifAbsent }) => {
+    try {
+      await client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key,
+          Body,
+          ContentType: 'application/octet-stream',
+          ...(ifAbsent ? { IfNoneMatch: '*' } : {}),
+        }),
+      )
+      return true
+    } catch (err) {
+      // 412: another writer stored this key first; 409: it is storing it right now.
+      const status = httpStatus(err)
+      if (ifAbsent && (status === 412 || status === 409)) return false
+      throw err
+    }
+  }
+
   const blobs: Blobs = {
     folders: (escaped) => {
       const doc = `${docsPrefix}${escaped}/`
@@ -173,24 +196,21 @@ export const createS3Storage = async (opts: S3StorageOptions): Promise<DocStorag
         throw err
       }
     },
-    put: async (Key, Body, { ifAbsent }) => {
-      try {
-        await client.send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key,
-            Body,
-            ContentType: 'application/octet-stream',
-            ...(ifAbsent ? { IfNoneMatch: '*' } : {}),
-          }),
-        )
-        return true
-      } catch (err) {
-        // 412: another writer stored this key first; 409: it is storing it right now.
-        const status = httpStatus(err)
-        if (ifAbsent && (status === 412 || status === 409)) return false
-        throw err
-      }
+    put,
+    /**
+     * Every object is put, whatever happens to the others: one that fails fails the call, but only
+     * once every other put has ended (stored or not), so that none is cut short.
+     */
+    putMany: async (puts) => {
+      const settled = await mapLimit(puts, BATCH_CONCURRENCY, (p) =>
+        put(p.key, p.bytes, p).then(
+          (stored) => ({ stored }),
+          (err: unknown) => ({ err }),
+        ),
+      )
+      const failed = settled.find((s) => 'err' in s)
+      if (failed) throw failed.err
+      return settled.map((s) => 'stored' in s && s.stored)
     },
     delete: deleteKeys,
     deleteAll: async (folder) => deleteKeys((await listObjects(folder)).map((o) => o.key)),

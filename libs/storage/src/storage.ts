@@ -45,6 +45,19 @@ export interface Checkpoint {
   readonly state: Uint8Array
 }
 
+/** One document's part of a compareAndSetMany. */
+export interface CompareAndSetItem {
+  readonly doc: string
+  readonly expected: Watermark | null
+  readonly next: StoredDoc
+}
+
+/** One document's part of an appendLogMany. */
+export interface LogAppend {
+  readonly doc: string
+  readonly entries: readonly LogEntry[]
+}
+
 /** Bounds of a log read: ids in (after, upTo]; either may be left out. */
 export interface LogRange {
   readonly after?: Watermark
@@ -68,6 +81,20 @@ export interface DocStorage {
    * stored twice is read back once.
    */
   appendLog(doc: string, entries: readonly LogEntry[]): Promise<void>
+  // Group commit, for compacting many documents at once: each of the three does what the method of
+  // one document does, for each document, by the storage's means of doing many at once (Postgres:
+  // one statement; fs: one pass of fsyncs; S3: parallel requests). Durable once they resolve. When
+  // one throws, some of its documents may be stored, as if each had had a call of its own.
+  /** `load` of each document, in order. */
+  loadMany(docs: readonly string[]): Promise<(StoredDoc | null)[]>
+  /** `appendLog` of each item (a document may appear in several). */
+  appendLogMany(items: readonly LogAppend[]): Promise<void>
+  /**
+   * `compareAndSet` of each item, decided per document, the results in order: a document whose
+   * stored watermark is not its `expected` reports false and stores nothing, the others are
+   * stored. The documents must differ (TypeError otherwise).
+   */
+  compareAndSetMany(items: readonly CompareAndSetItem[]): Promise<boolean[]>
   /**
    * Log entries with an id in (after, upTo] (all by default), ascending, without duplicates. Every
    * entry in the range is returned, whatever packLog runs meanwhile.
@@ -124,4 +151,14 @@ export const normaliseLog = (
   if (after !== undefined) out = out.filter((e) => compareWatermarks(e.id, after) > 0)
   if (upTo !== undefined) out = out.filter((e) => compareWatermarks(e.id, upTo) <= 0)
   return out.sort((a, b) => compareWatermarks(a.id, b.id))
+}
+
+/** Throws a TypeError unless every item names another document (compareAndSetMany). */
+export const assertDistinctDocs = (items: readonly { readonly doc: string }[]): void => {
+  const seen = new Set<string>()
+  for (const { doc } of items) {
+    if (seen.has(doc))
+      throw new TypeError(`compareAndSetMany: ${JSON.stringify(doc)} appears twice`)
+    seen.add(doc)
+  }
 }

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { createLogger, isAppError } from '@streambed/common'
+import { createLogger, isAppError, silentLogger } from '@streambed/common'
 import { type Blobs, isLogName, isStateName } from './blobs.js'
 import { encodeLogBatch, encodeStateFile, escapeDocName, sortableWatermark } from './encoding.js'
 import type { LogEntry, StoredDoc } from './storage.js'
@@ -16,6 +16,8 @@ const memoryBlobs = () => {
     nextList?: (names: string[]) => string[]
     failDelete?: Error
     refusePut?: boolean
+    /** Documents whose lock another process holds until someone waits for it. */
+    busy?: Set<string>
   } = {}
   const inFolder = (folder: string) =>
     [...objects.keys()]
@@ -59,6 +61,12 @@ const memoryBlobs = () => {
       objects.set(key, bytes)
       return true
     },
+    putMany: async (puts) => {
+      calls.push(`put many ${puts.length}`)
+      const done: boolean[] = []
+      for (const p of puts) done.push(await blobs.put(p.key, p.bytes, p))
+      return done
+    },
     delete: async (keys) => {
       calls.push(`delete ${keys.join(' ')}`)
       if (hooks.failDelete) throw hooks.failDelete
@@ -67,13 +75,15 @@ const memoryBlobs = () => {
     deleteAll: async (folder) => {
       for (const k of [...objects.keys()]) if (k.startsWith(folder)) objects.delete(k)
     },
-    exclusive: async (escaped, fn) => {
-      calls.push(`enter ${escaped}`)
-      try {
-        return await fn()
-      } finally {
-        calls.push(`leave ${escaped}`)
+    lock: async (escaped, { wait }) => {
+      if (hooks.busy?.has(escaped)) {
+        calls.push(`busy ${escaped}`)
+        if (!wait) return null
+        // The other holder lets go.
+        hooks.busy.delete(escaped)
       }
+      calls.push(`enter ${escaped}`)
+      return async () => void calls.push(`leave ${escaped}`)
     },
   }
   const stateKey = (doc: string, w: string) =>
@@ -88,12 +98,12 @@ const stored = (watermark: string, bytes: number[]): StoredDoc => ({
   state: Uint8Array.from(bytes),
 })
 
-const open = (blobs: Blobs, logger?: ReturnType<typeof createLogger>) =>
+const open = (blobs: Blobs, logger = silentLogger()) =>
   createVersionedStorage(blobs, {
     kind: 'memory',
     ping: async () => {},
     close: async () => {},
-    ...(logger ? { logger } : {}),
+    logger,
   })
 
 const rejection = (p: Promise<unknown>) =>
@@ -138,6 +148,7 @@ describe('versioned objects', () => {
     await storage.delete('doc')
     expect(m.calls).toEqual([
       'enter doc',
+      'put many 1',
       `put ${m.stateKey('doc', '1-0')}`,
       'leave doc',
       `get ${m.stateKey('doc', '1-0')}`,
@@ -145,6 +156,44 @@ describe('versioned objects', () => {
       'leave doc',
     ])
     expect(m.objects.size).toBe(0)
+  })
+
+  it('stores a batch with one put of the versions whose locks were free, then a busy one alone', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    expect(await storage.compareAndSet('a', null, stored('1-0', [1]))).toBe(true)
+    m.hooks.busy = new Set(['c'])
+    m.calls.length = 0
+    const results = await storage.compareAndSetMany([
+      { doc: 'a', expected: '1-0', next: stored('2-0', [2]) },
+      { doc: 'b', expected: '5-0', next: stored('6-0', [6]) },
+      { doc: 'c', expected: null, next: stored('3-0', [3]) },
+      { doc: 'd', expected: null, next: stored('4-0', [4]) },
+      // Below its expected watermark: refused without a lock.
+      { doc: 'e', expected: '9-0', next: stored('8-0', [8]) },
+    ])
+    expect(results).toEqual([true, false, true, true, false])
+    // Locks tried at once; one put of the two winners; the busy document waited for afterwards.
+    expect(m.calls.filter((c) => !c.startsWith('put d/'))).toEqual([
+      'enter a',
+      'enter b',
+      'busy c',
+      'enter d',
+      'put many 2',
+      'leave a',
+      'leave b',
+      'leave d',
+      'busy c',
+      'enter c',
+      'put many 1',
+      'leave c',
+    ])
+    expect((await storage.loadMany(['a', 'b', 'c', 'd'])).map((s) => s?.watermark)).toEqual([
+      '2-0',
+      undefined,
+      '3-0',
+      '4-0',
+    ])
   })
 
   it('returns false when the store refuses a version it already holds', async () => {
@@ -168,7 +217,7 @@ describe('versioned objects', () => {
     expect((await storage.load('doc'))?.state).toEqual(Uint8Array.from([4]))
   })
 
-  it('logs a failed clean-up when given a logger, and fails the write without one', async () => {
+  it('logs a failed clean-up and reports every version stored, in a batch too', async () => {
     const lines: string[] = []
     const destination = new Writable({
       write: (chunk: Buffer, _encoding, done) => {
@@ -176,26 +225,48 @@ describe('versioned objects', () => {
         done()
       },
     })
-    const logged = memoryBlobs()
-    const lenient = open(logged.blobs, createLogger({ level: 'warn', destination }))
-    const strict = memoryBlobs()
-    const failing = open(strict.blobs)
-    for (const m of [logged, strict]) m.hooks.failDelete = new Error('disk says no')
+    const m = memoryBlobs()
+    const storage = open(m.blobs, createLogger({ level: 'warn', destination }))
+    m.hooks.failDelete = new Error('disk says no')
     for (const [expected, w] of [
       [null, '1-0'],
       ['1-0', '2-0'],
     ] as const) {
-      expect(await lenient.compareAndSet('doc', expected, stored(w, [1]))).toBe(true)
-      expect(await failing.compareAndSet('doc', expected, stored(w, [1]))).toBe(true)
+      expect(
+        await storage.compareAndSetMany(
+          ['a', 'b'].map((doc) => ({ doc, expected, next: stored(w, [1]) })),
+        ),
+      ).toEqual([true, true])
     }
-    // A third version makes the first collectable.
-    expect(await lenient.compareAndSet('doc', '2-0', stored('3-0', [3]))).toBe(true)
+    expect(lines).toEqual([])
+    // A third version makes the first collectable: its deletion fails, every store still holds.
+    expect(
+      await storage.compareAndSetMany(
+        ['a', 'b'].map((doc) => ({ doc, expected: '2-0', next: stored('3-0', [3]) })),
+      ),
+    ).toEqual([true, true])
+    expect(await storage.compareAndSet('c', null, stored('1-0', [1]))).toBe(true)
     expect(lines.join('')).toContain('could not delete old state versions')
-    const err = await rejection(failing.compareAndSet('doc', '2-0', stored('3-0', [3])))
-    expect(isAppError(err, 'STORAGE_UNAVAILABLE')).toBe(true)
-    expect((err as Error).message).toBe('cannot store doc: disk says no')
-    // The version itself was stored before the clean-up failed.
-    expect(await failing.watermark('doc')).toBe('3-0')
+    expect(lines).toHaveLength(2)
+    expect((await storage.loadMany(['a', 'b'])).map((d) => d?.watermark)).toEqual(['3-0', '3-0'])
+    expect(m.calls.filter((c) => c.startsWith('delete '))).toEqual([
+      `delete ${m.stateKey('a', '1-0')}`,
+      `delete ${m.stateKey('b', '1-0')}`,
+    ])
+  })
+
+  it('puts nothing when no document of a batch is still at its expected watermark', async () => {
+    const m = memoryBlobs()
+    const storage = open(m.blobs)
+    expect(await storage.compareAndSet('a', null, stored('1-0', [1]))).toBe(true)
+    m.calls.length = 0
+    expect(
+      await storage.compareAndSetMany([
+        { doc: 'a', expected: '0-5', next: stored('2-0', [2]) },
+        { doc: 'b', expected: '1-0', next: stored('2-0', [2]) },
+      ]),
+    ).toEqual([false, false])
+    expect(m.calls.filter((c) => c.startsWith('put'))).toEqual([])
   })
 
   it('lists only its own folders and reads a hashed name from the header alone', async () => {

@@ -1,5 +1,7 @@
 import { guarded, type Logger } from '@streambed/common'
 import {
+  BATCH_CONCURRENCY,
+  type BlobPut,
   type Blobs,
   CONCURRENCY,
   type DocKind,
@@ -8,6 +10,7 @@ import {
   isStateName,
   mapLimit,
   stateName,
+  type Unlock,
   untilSettled,
   VANISHED,
   watermarkOfName,
@@ -20,7 +23,13 @@ import {
   unescapeDocName,
 } from './encoding.js'
 import { createObjectLog } from './object-log.js'
-import { compareWatermarks, type DocStorage, type Watermark } from './storage.js'
+import {
+  assertDistinctDocs,
+  type CompareAndSetItem,
+  compareWatermarks,
+  type DocStorage,
+  type Watermark,
+} from './storage.js'
 
 /**
  * A DocStorage over a store of named, immutable objects (blobs.ts): the scheme the fs and S3
@@ -46,7 +55,8 @@ import { compareWatermarks, type DocStorage, type Watermark } from './storage.js
  *   stores that honour it turn two writers of the same watermark into one winner), then delete the
  *   versions older than the newest two.
  * An adapter may run compareAndSet and delete in a per-document critical section (fs: a lock file);
- * that makes races rare, not harmless, so what follows holds without one.
+ * that makes races rare, not harmless, so what follows holds without one. compareAndSetMany does the
+ * same for each document, the puts of all of them together (fs: one pass of fsyncs).
  *
  * Guarantee. This is not a strict compare-and-set: writers racing from the same `expected` may all
  * find it still highest, and all return true. What holds, provided each writer builds `next` the
@@ -77,10 +87,10 @@ import { compareWatermarks, type DocStorage, type Watermark } from './storage.js
 
 export interface VersionedStorageOptions extends Pick<DocStorage, 'kind' | 'ping' | 'close'> {
   /**
-   * Receives failures to delete old state versions, which the next write retries. Without one, such
-   * a failure fails compareAndSet (on a local disk it means the disk is in trouble).
+   * Receives failures to delete old state versions. Deleting them is best effort: the versions are
+   * stored by then (a batch's for every document), and the next write deletes them.
    */
-  logger?: Logger
+  logger: Logger
 }
 
 /** The name of a document folder, or null when it is hashed; undefined when it is not ours. */
@@ -95,9 +105,32 @@ const nameOfFolder = (escaped: string): string | null | undefined => {
   }
 }
 
+/** What compareAndSet decided in the critical section: the version to put, and the versions before. */
+interface Decision {
+  readonly doc: string
+  readonly folder: string
+  readonly names: readonly string[]
+  readonly name: string
+  readonly put: BlobPut
+}
+
+/** A `next` below `expected` is refused without looking: a stored watermark never goes back. */
+const goesBack = ({ expected, next }: CompareAndSetItem) =>
+  expected !== null && compareWatermarks(next.watermark, expected) < 0
+
 export const createVersionedStorage = (blobs: Blobs, opts: VersionedStorageOptions): DocStorage => {
-  const exclusive = <T>(escaped: string, fn: () => Promise<T>): Promise<T> =>
-    blobs.exclusive ? blobs.exclusive(escaped, fn) : fn()
+  /** The document's lock (waiting for it, or null when `wait` is false and it is taken). */
+  const lock = (escaped: string, wait: boolean): Promise<Unlock | null> =>
+    blobs.lock ? blobs.lock(escaped, { wait }) : Promise.resolve(async () => {})
+
+  const exclusive = async <T>(escaped: string, fn: () => Promise<T>): Promise<T> => {
+    const unlock = await lock(escaped, true)
+    try {
+      return await fn()
+    } finally {
+      await unlock?.()
+    }
+  }
 
   /** The names of a document's state versions, ascending by watermark. */
   const stateNames = async (folder: string): Promise<string[]> =>
@@ -174,26 +207,101 @@ export const createVersionedStorage = (blobs: Blobs, opts: VersionedStorageOptio
   /** Deletes state versions below the newest two; writers racing us collect what we do not see. */
   const collect = async (doc: string, keys: readonly string[]): Promise<void> => {
     if (keys.length === 0) return
-    if (!opts.logger) return blobs.delete(keys)
-    const { logger } = opts
     await blobs
       .delete(keys)
       .catch((err: unknown) =>
-        logger.warn({ err, doc }, 'could not delete old state versions; the next write will'),
+        opts.logger.warn({ err, doc }, 'could not delete old state versions; the next write will'),
       )
   }
+
+  /**
+   * compareAndSet's decision, taken in the document's critical section: the put of next's version
+   * if the highest stored watermark is `expected` (no version at all for `null`), else null.
+   */
+  const decide = async ({ doc, expected, next }: CompareAndSetItem): Promise<Decision | null> => {
+    const folder = blobs.folders(escapeDocName(doc)).state
+    const names = await stateNames(folder)
+    const newest = names.at(-1)
+    const current = newest === undefined ? null : watermarkOfName(newest)
+    const matches =
+      current === null || expected === null
+        ? current === expected
+        : compareWatermarks(current, expected) === 0
+    if (!matches) return null
+    const name = stateName(next.watermark)
+    const bytes = encodeStateFile(doc, next)
+    // Storing `expected`'s watermark again replaces that version; a new one must be new.
+    return {
+      doc,
+      folder,
+      names,
+      name,
+      put: { key: `${folder}${name}`, bytes, ifAbsent: name !== newest },
+    }
+  }
+
+  /**
+   * compareAndSet of items whose critical sections are held: decided, their versions put together,
+   * then the versions below the newest two collected.
+   */
+  const storeHeld = async (items: readonly CompareAndSetItem[]): Promise<boolean[]> => {
+    const decisions = await mapLimit(items, BATCH_CONCURRENCY, decide)
+    const chosen = decisions.filter((d) => d !== null)
+    const put = chosen.length === 0 ? [] : await blobs.putMany(chosen.map((d) => d.put))
+    const won = new Set(chosen.filter((_, i) => put[i]))
+    await mapLimit([...won], BATCH_CONCURRENCY, ({ doc, folder, names, name }) => {
+      // Keep the previous version too: a concurrent load may be about to read it.
+      const old = [...new Set([...names, name])].sort().slice(0, -2)
+      return collect(
+        doc,
+        old.map((n) => `${folder}${n}`),
+      )
+    })
+    return decisions.map((d) => d !== null && won.has(d))
+  }
+
+  const storeOne = (item: CompareAndSetItem): Promise<boolean> =>
+    exclusive(escapeDocName(item.doc), async () => (await storeHeld([item]))[0] ?? false)
+
+  /**
+   * Every document's lock is tried once; the documents whose locks were free are stored together,
+   * the others afterwards, each waiting for its lock while holding no other (so two processes
+   * storing overlapping batches never wait for each other).
+   */
+  const storeMany = async (items: readonly CompareAndSetItem[]): Promise<boolean[]> => {
+    const tried = await Promise.allSettled(items.map((i) => lock(escapeDocName(i.doc), false)))
+    const unlocks = tried.map((t) => (t.status === 'fulfilled' ? t.value : null))
+    let together: boolean[]
+    try {
+      const failed = tried.find((t) => t.status === 'rejected')
+      if (failed) throw failed.reason
+      together = await storeHeld(items.filter((_, i) => unlocks[i]))
+    } finally {
+      await Promise.all(unlocks.flatMap((unlock) => (unlock ? [unlock()] : [])))
+    }
+    const alone = await mapLimit(
+      items.filter((_, i) => !unlocks[i]),
+      BATCH_CONCURRENCY,
+      storeOne,
+    )
+    return unlocks.map((unlock) => (unlock ? together.shift() : alone.shift()) ?? false)
+  }
+
+  const loadOne = (doc: string) =>
+    withNewestState(escapeDocName(doc), async (key) => {
+      const bytes = await blobs.get(key)
+      return bytes && decodeStateFile(key, bytes).stored
+    })
 
   const checkpointKey = (doc: string, upTo: Watermark) =>
     `${blobs.folders(escapeDocName(doc)).checkpoints}${stateName(upTo)}`
 
   return {
     kind: opts.kind,
-    load: (doc) =>
-      guarded('STORAGE_UNAVAILABLE', `cannot read ${doc}`, () =>
-        withNewestState(escapeDocName(doc), async (key) => {
-          const bytes = await blobs.get(key)
-          return bytes && decodeStateFile(key, bytes).stored
-        }),
+    load: (doc) => guarded('STORAGE_UNAVAILABLE', `cannot read ${doc}`, () => loadOne(doc)),
+    loadMany: (docs) =>
+      guarded('STORAGE_UNAVAILABLE', `cannot read ${docs.length} documents`, () =>
+        mapLimit(docs, BATCH_CONCURRENCY, loadOne),
       ),
     watermark: (doc) =>
       guarded('STORAGE_UNAVAILABLE', `cannot read ${doc}`, async () => {
@@ -202,33 +310,17 @@ export const createVersionedStorage = (blobs: Blobs, opts: VersionedStorageOptio
       }),
     compareAndSet: (doc, expected, next) =>
       guarded('STORAGE_UNAVAILABLE', `cannot store ${doc}`, async () => {
-        if (expected !== null && compareWatermarks(next.watermark, expected) < 0) return false
-        const escaped = escapeDocName(doc)
-        const folder = blobs.folders(escaped).state
-        return exclusive(escaped, async () => {
-          const names = await stateNames(folder)
-          const newest = names.at(-1)
-          const current = newest === undefined ? null : watermarkOfName(newest)
-          const matches =
-            current === null || expected === null
-              ? current === expected
-              : compareWatermarks(current, expected) === 0
-          if (!matches) return false
-          const name = stateName(next.watermark)
-          // Storing `expected`'s watermark again replaces that version; a new one must be new.
-          const put = await blobs.put(`${folder}${name}`, encodeStateFile(doc, next), {
-            ifAbsent: name !== newest,
-          })
-          if (!put) return false
-          // Keep the previous version too: a concurrent load may be about to read it.
-          const old = [...new Set([...names, name])].sort().slice(0, -2)
-          await collect(
-            doc,
-            old.map((n) => `${folder}${n}`),
-          )
-          return true
-        })
+        const item = { doc, expected, next }
+        return !goesBack(item) && (await storeOne(item))
       }),
+    compareAndSetMany: async (items) => {
+      // A caller's mistake, not the storage's: thrown as it is.
+      assertDistinctDocs(items)
+      return guarded('STORAGE_UNAVAILABLE', `cannot store ${items.length} documents`, async () => {
+        const stored = await storeMany(items.filter((i) => !goesBack(i)))
+        return items.map((i) => !goesBack(i) && (stored.shift() ?? false))
+      })
+    },
     ...createObjectLog(blobs),
     putCheckpoint: (doc, { upTo, state }) =>
       guarded('STORAGE_UNAVAILABLE', `cannot store a checkpoint of ${doc}`, async () => {

@@ -5,6 +5,8 @@ import type { SnapshotJob } from './snapshot-thread.js'
 export interface Merger {
   /** The snapshot of `state` + `updates` (see snapshot.ts). */
   merge(state: Uint8Array | null, updates: readonly Uint8Array[]): Promise<Uint8Array>
+  /** Whether merge(state, updates) runs on a worker thread (a large document). */
+  threaded(state: Uint8Array | null, updates: readonly Uint8Array[]): boolean
   close(): Promise<void>
 }
 
@@ -32,10 +34,13 @@ export const createMerger = (opts: MergerOptions): Merger => {
           maxThreads: opts.threads,
         })
       : null
+  const threaded: Merger['threaded'] = (state, updates) =>
+    pool !== null &&
+    (state?.length ?? 0) + updates.reduce((n, u) => n + u.length, 0) > opts.threadAboveBytes
   return {
+    threaded,
     merge: async (state, updates) => {
-      const size = (state?.length ?? 0) + updates.reduce((n, u) => n + u.length, 0)
-      if (!pool || size <= opts.threadAboveBytes) return snapshot(state, updates)
+      if (!pool || !threaded(state, updates)) return snapshot(state, updates)
       const job: SnapshotJob = { state, updates: [...updates] }
       return (await pool.run(job)) as Uint8Array
     },

@@ -119,6 +119,22 @@ describe('createTaskDispatcher', () => {
     await beforeClose
   })
 
+  it('with slotsPerRead, waitForSlot waits until that many slots are free', async () => {
+    const { dispatcher, finish } = setup(4, { slotsPerRead: 2 })
+    const [a, b, c] = [task('a'), task('b'), task('c')]
+    dispatcher.accept([a, b, c, task('d')])
+    let woken = false
+    const waiting = dispatcher.waitForSlot().then(() => (woken = true))
+    await finish(a)
+    // One free slot is not enough: a read now would start a task on its own.
+    expect(woken).toBe(false)
+    await finish(b)
+    await waiting
+    expect(dispatcher.freeSlots()).toBe(2)
+    await finish(c)
+    await dispatcher.waitForSlot()
+  })
+
   it('drain puts back the tasks never started, then awaits the ones in progress', async () => {
     const { dispatcher, running } = setup(1)
     const [a, b, c] = [task('a'), task('b'), task('c')]

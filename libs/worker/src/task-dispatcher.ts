@@ -11,6 +11,11 @@ export interface TaskDispatcherOptions {
   logger: Logger
   /** Told the number of tasks in progress whenever it changes. */
   onActiveChange?: (active: number) => void
+  /**
+   * Free slots waitForSlot waits for; default 1. More make a busy worker read its tasks in groups,
+   * which start together (and share storage calls) instead of one by one as slots free up.
+   */
+  slotsPerRead?: number
 }
 
 export interface TaskDispatcher {
@@ -18,7 +23,10 @@ export interface TaskDispatcher {
   accept(tasks: readonly Task[]): void
   /** Slots neither in progress nor promised to the backlog: how many tasks to ask the queue for. */
   freeSlots(): number
-  /** Resolves when a slot may be free: at once if one is, else when a task ends or on close(). */
+  /**
+   * Resolves when slots may be free (slotsPerRead of them): at once if they are, else when enough
+   * tasks ended, or on close().
+   */
   waitForSlot(): Promise<void>
   /** Stops handing out slots; wakes a waitForSlot(). */
   close(): void
@@ -39,6 +47,7 @@ export const createTaskDispatcher = (opts: TaskDispatcherOptions): TaskDispatche
   const backlog: Task[] = []
   let slotFreed: (() => void) | null = null
   let closed = false
+  const slotsPerRead = Math.max(1, Math.min(opts.slotsPerRead ?? 1, opts.concurrency))
   const activeChanged = () => opts.onActiveChange?.(inProgress.size)
 
   const dispatch = (task: Task) => {
@@ -54,7 +63,7 @@ export const createTaskDispatcher = (opts: TaskDispatcherOptions): TaskDispatche
         if (!duplicate) activeDocs.delete(task.doc)
         activeChanged()
         pump()
-        slotFreed?.()
+        if (freeSlots() >= slotsPerRead) slotFreed?.()
       })
     inProgress.set(key, p)
     activeChanged()
@@ -72,7 +81,9 @@ export const createTaskDispatcher = (opts: TaskDispatcherOptions): TaskDispatche
     },
     freeSlots,
     waitForSlot: () =>
-      freeSlots() > 0 ? Promise.resolve() : new Promise<void>((resolve) => (slotFreed = resolve)),
+      freeSlots() >= slotsPerRead
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => (slotFreed = resolve)),
     close: () => {
       closed = true
       slotFreed?.()

@@ -76,6 +76,80 @@ it(
   },
 )
 
+it('stores tasks read together as one batch; a document that lost its compare-and-set alone comes back', async () => {
+  const keys = createKeys(uniquePrefix('batch'))
+  const dir = await mkdtemp(join(tmpdir(), 'streambed-batch-'))
+  const fs = await createFsStorage({ dir })
+  const batches: string[][] = []
+  let raced = false
+  const storage: DocStorage = {
+    ...fs,
+    compareAndSetMany: async (items) => {
+      batches.push(items.map((i) => i.doc))
+      const victim = items.find((i) => i.doc === 'doc-7')
+      // Another worker stores doc-7 first (the same version: it read the same entries).
+      if (victim && !raced) raced = await fs.compareAndSet(victim.doc, victim.expected, victim.next)
+      return fs.compareAndSetMany(items)
+    },
+  }
+  // One queue shard: the worker's first read (as many tasks as it has slots) takes every task.
+  const streams = createDocStreams({ redis: fx.admin, keys, queueShards: 1 })
+  const docs = Array.from({ length: 24 }, (_, i) => `doc-${i}`)
+  for (const d of docs) await streams.append(d, updateOf(d), 'n/1')
+  await new Promise((r) => setTimeout(r, 20)) // every document due
+  const seen = new Map<string, string[]>()
+  const metrics = createWorkerMetrics(undefined, { defaultMetrics: false })
+  const worker = await startWorker({
+    ...fastTuning,
+    consumer: 'w1',
+    queue: createTaskQueue({ redis: fx.admin, blocking: fx.blocking, keys, shards: 1 }),
+    streams,
+    storage,
+    logger: silentLogger(),
+    metrics,
+    concurrency: 24,
+    hooks: async (point, doc) => void seen.set(doc, [...(seen.get(doc) ?? []), point]),
+  })
+  try {
+    expect(worker.batchSize).toBe(24)
+    await vi.waitFor(
+      async () => {
+        const pipeline = fx.admin.pipeline()
+        for (const d of docs) pipeline.exists(keys.stream(d))
+        expect(((await pipeline.exec()) ?? []).filter(([, v]) => v === 1)).toHaveLength(0)
+      },
+      { timeout: 30_000, interval: 50 },
+    )
+    // The 24 tasks, read together, stored together; then doc-7 alone, after its conflict.
+    expect(batches.map((b) => [...b].sort())).toEqual([[...docs].sort()])
+    expect(raced).toBe(true)
+    expect((await metrics.conflicts.get()).values[0]?.value).toBe(1)
+    for (const d of docs) {
+      const check = new Y.Doc()
+      Y.applyUpdate(check, (await storage.load(d))!.state)
+      expect(check.getText('t').toString()).toBe(d)
+      // Each document passes every point in order; doc-7 twice: its conflict, then nothing new.
+      const run = ['after-load', 'after-archive', 'after-persist', 'before-finish', 'after-trim']
+      const expected =
+        d === 'doc-7'
+          ? [
+              'after-load',
+              'after-archive',
+              'before-ack',
+              'after-load',
+              'before-finish',
+              'after-trim',
+            ]
+          : run
+      expect(seen.get(d)?.slice(0, expected.length), d).toEqual(expected)
+      expect(seen.get(d)?.at(-1), d).toBe('before-ack')
+    }
+  } finally {
+    await worker.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
 it('merges entries whose ids fell below the stored watermark instead of trimming them unread', async () => {
   const keys = createKeys(uniquePrefix('anomaly'))
   const dir = await mkdtemp(join(tmpdir(), 'streambed-anomaly-'))
