@@ -86,12 +86,15 @@ describe('a worker crashing at each step of a compaction', () => {
       const typing = typeInto(clients)
       const doomed = await spawnNode(
         { ...env, STREAMBED_TEST_HOOKS: `crash:${point}` },
-        { command: 'worker' },
+        // The hook may fire before the worker logs "worker started": don't wait for that line.
+        { command: 'worker', waitReady: false },
       )
       expect(
         await Promise.race([
           doomed.proc.exited,
-          new Promise((r) => setTimeout(() => r('alive'), 15_000)),
+          // Counted from the spawn: five of these start at once on shared cores, and loading the
+          // sources is most of the time.
+          new Promise((r) => setTimeout(() => r('alive'), 60_000)),
         ]),
       ).toBe('SIGKILL')
       // A second worker takes the dead one's task over (CLAIM_IDLE_MS) and carries on.
@@ -111,7 +114,7 @@ describe('a worker crashing at each step of a compaction', () => {
       await storage.close()
       await backend.close()
     }
-  })
+  }, 150_000)
 })
 
 describe('workers racing on one hot document', () => {

@@ -223,8 +223,20 @@ export class FanOut {
       this.opts.metrics.messagesSent.inc({ type: 'awareness' }, doc.conns.size)
       return
     }
+    if (msg.kind === 'stateless') {
+      // Hocuspocus stateless messages: to every other socket of the document (y-websocket
+      // connections have no such message and skip it), never back to the sender.
+      let sent = 0
+      for (const conn of doc.conns)
+        if (conn.origin !== msg.origin && conn.sendStateless(msg.payload)) sent++
+      this.opts.metrics.messagesSent.inc({ type: 'stateless' }, sent)
+      return
+    }
     this.enqueue(doc, async () => {
       if (compareIds(msg.id, doc.lastId) <= 0) return
+      // The entry before this one is older than one delivered here: entries this node delivered
+      // are gone.
+      if (compareIds(msg.prev, doc.lastId) < 0) this.lostDelivered(doc, msg.prev)
       if (msg.update && msg.prev === doc.lastId) {
         this.deliver(doc, [{ id: msg.id, update: msg.update, origin: msg.origin }])
         return
@@ -266,7 +278,33 @@ export class FanOut {
       doc.lastId = tail.last
       return
     }
+    if (
+      doc.lastId !== ZERO_ID &&
+      compareIds(tail.trimmed, doc.lastId) < 0 &&
+      (await this.opts.redis.xrange(this.opts.keys.stream(doc.name), doc.lastId, doc.lastId))
+        .length === 0
+    ) {
+      // The last entry delivered here is gone though nothing was trimmed past it: Redis lost it
+      // (a failover to a replica that had not received it). Its writer holds it: resync.
+      this.lostDelivered(doc, tail.last)
+      return
+    }
     this.deliver(doc, tail.entries)
+  }
+
+  /**
+   * Entries delivered here are no longer in the stream (a failover to a replica that had not
+   * received them, with asynchronous replication). Their writers and readers hold them: every
+   * connection resyncs (4509), so the clients resend what the server lacks instead of writing on
+   * above a gap in their clocks (refused with 4400). Delivery goes on after `last`.
+   */
+  private lostDelivered(doc: LiveDoc, last: StreamId): void {
+    this.opts.logger.warn(
+      { doc: doc.name, lastId: doc.lastId, now: last },
+      'stream lost entries delivered here; resyncing clients',
+    )
+    for (const conn of doc.conns) conn.close(CloseCode.resync, 'server lost updates; resync')
+    doc.lastId = last
   }
 
   private deliver(doc: LiveDoc, entries: readonly StreamEntry[]): void {

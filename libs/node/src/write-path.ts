@@ -47,16 +47,25 @@ export class WritePath {
     const baseline = conn.takeBaseline()
     if (baseline && addsNothing(update, baseline)) {
       this.opts.metrics.redundantUpdates.inc()
+      conn.acknowledge(1, true)
       return
     }
-    this.accept(conn, { update, shape })
+    const item = { update, shape }
+    if (!baseline || isEmpty(shape) || conn.grant.access !== 'write') return this.accept(conn, item)
+    // The answer to our step 1 (once per sync: it took the baseline) goes past the in-flight
+    // limit: it carries what the server lacks of this client, and the updates the client sent
+    // before it (a reconnect while typing) may be waiting for exactly those clocks; queued behind
+    // them it would land only after they were refused as gaps.
+    conn.writes.acquire()
+    this.append(conn, [item])
   }
 
   private accept(conn: Connection, item: QueuedUpdate): void {
-    if (isEmpty(item.shape)) return
+    if (isEmpty(item.shape)) return conn.acknowledge(1, true)
     if (conn.grant.access !== 'write') {
       // Not an error for the connection (reads go on), but never silent: tell the client once.
       conn.notifyReadOnly()
+      conn.acknowledge(1, false)
       return
     }
     if (conn.writes.tryAcquire(this.opts.maxInFlightUpdates)) {
@@ -105,6 +114,8 @@ export class WritePath {
       )
       return
     }
+    // Updates per batch: one each, or all of them merged into one.
+    const updatesPerBatch = batches.length === items.length ? 1 : items.length
     this.track(
       (async () => {
         for (const { update, shape } of batches) {
@@ -116,7 +127,8 @@ export class WritePath {
             floor,
             shape,
           })
-          this.appended(result, items.length, update.length, started)
+          this.appended(result, updatesPerBatch, update.length, started)
+          conn.acknowledge(updatesPerBatch, true)
         }
       })()
         .catch((err: unknown) => this.opts.reject(conn, err))

@@ -6,7 +6,7 @@
  */
 import { guarded, idTimeMs, type StreamId } from '@streambed/common'
 import type { LogExtent } from '@streambed/storage'
-import { CONSUMER_GROUP, shardOf, type Redis } from '@streambed/streams'
+import { CONSUMER_GROUP, masterFor, shardOf, type Redis } from '@streambed/streams'
 import { type RecoveryDeps, storedDocuments, streamDocuments } from './documents.js'
 
 /** An entry id with how long ago Redis wrote it. */
@@ -301,14 +301,27 @@ export const inspectCluster = async (
   const stored = await storedDocuments(deps.storage)
   const streamDocs = await streamDocuments(redis, keys)
   return guarded('REDIS_UNAVAILABLE', 'inspect the cluster', async () => {
+    // Pipelined on the master of each stream: ioredis cannot route MEMORY USAGE by its key (its
+    // command table names no key for MEMORY), so a cluster pipeline of them goes to one node and
+    // meets MOVED for the others. A stream whose slot moved since is asked alone (redirected).
+    const byMaster = new Map<ReturnType<typeof masterFor>, string[]>()
+    for (const doc of streamDocs) {
+      const node = masterFor(redis, keys.stream(doc))
+      const group = byMaster.get(node) ?? []
+      if (group.length === 0) byMaster.set(node, group)
+      group.push(keys.stream(doc))
+    }
     let streamBytes = 0
-    for (let i = 0; i < streamDocs.length; i += 200) {
-      const pipeline = redis.pipeline()
-      for (const doc of streamDocs.slice(i, i + 200))
-        pipeline.call('MEMORY', 'USAGE', keys.stream(doc))
-      for (const [err, bytes] of (await pipeline.exec()) ?? []) {
-        if (err) throw err
-        streamBytes += Number(bytes ?? 0)
+    for (const [node, streamKeys] of byMaster) {
+      for (let i = 0; i < streamKeys.length; i += 200) {
+        const batch = streamKeys.slice(i, i + 200)
+        const pipeline = node.pipeline()
+        for (const key of batch) pipeline.call('MEMORY', 'USAGE', key)
+        for (const [j, [err, bytes]] of ((await pipeline.exec()) ?? []).entries()) {
+          const moved = err && /^(MOVED|ASK) /.test(err.message)
+          if (err && !moved) throw err
+          streamBytes += Number((moved ? await memoryUsage(redis, batch[j]!) : bytes) ?? 0)
+        }
       }
     }
 

@@ -39,6 +39,12 @@ export interface DocStreamsOptions {
   waitReplicas?: number
   /** How long to wait for them; past it the append fails (REDIS_UNAVAILABLE). Default 1000. */
   waitTimeoutMs?: number
+  /**
+   * The connection appends (and their WAIT) go on; default `redis`. With `waitReplicas`, give a
+   * connection of its own: WAIT blocks the connection it runs on, so on `redis` a slow replica
+   * would hold up every read of that master (joins, gap fills) for up to `waitTimeoutMs`.
+   */
+  writer?: Redis
 }
 
 /**
@@ -109,6 +115,7 @@ const parseEntry = ([id, fields]: RawEntry): StreamEntry => {
 
 export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
   const { redis, keys } = opts
+  const writer = opts.writer ?? redis
   const cluster = isCluster(redis)
   const waitFor = opts.waitReplicas
     ? { replicas: opts.waitReplicas, timeoutMs: opts.waitTimeoutMs ?? 1000 }
@@ -135,12 +142,12 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
     const reply = (
       cluster
         ? await scripts.appendInSlot.run(
-            redis,
+            writer,
             [keys.stream(doc), keys.meta(doc)],
             [...args, ...tail],
           )
         : await scripts.append.run(
-            redis,
+            writer,
             [keys.stream(doc), keys.meta(doc), queue],
             [...args, ...tail],
           )
@@ -154,7 +161,7 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
       return known
     }
     const appended = { id: kind, prev: String(reply[1]), newTask: Number(reply[2]) === 1 }
-    if (cluster && appended.newTask) await redis.xadd(queue, '*', 'd', doc, 't', appended.id)
+    if (cluster && appended.newTask) await writer.xadd(queue, '*', 'd', doc, 't', appended.id)
     if (waitFor) {
       // Nothing becomes visible to other clients before a replica has it: a failover then keeps
       // every update any client saw.
@@ -165,7 +172,7 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
           `append to ${doc}: ${acked} of ${waitFor.replicas} replicas confirmed within ${waitFor.timeoutMs} ms`,
         )
       }
-      await redis.spublish(
+      await writer.spublish(
         keys.channel(doc),
         encodeDoorbell(appended.id, appended.prev, origin, update, inlineLimit),
       )
@@ -175,7 +182,7 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
 
   /** WAIT on the master that holds `doc` (the connection that ran its append). */
   const replicated = async (doc: string, waitFor: { replicas: number; timeoutMs: number }) => {
-    const node = masterFor(redis, keys.stream(doc))
+    const node = masterFor(writer, keys.stream(doc))
     return Number(await node.wait(waitFor.replicas, waitFor.timeoutMs))
   }
 

@@ -38,8 +38,11 @@ export interface RedisConnectionOptions {
   subscriber?: boolean
   /** Shown in CLIENT LIST; helps operators tell nodes and workers apart. */
   connectionName?: string
-  /** Reject a command that got no reply within this time; default 5000. */
-  commandTimeoutMs?: number
+  /**
+   * Reject a command that got no reply within this time; default 5000. `null`: never, for BullMQ
+   * connections (see apps/worker operations.ts).
+   */
+  commandTimeoutMs?: number | null
   /**
    * How many reconnect attempts a queued command waits for before failing; default 2, so a
    * request fails within a few seconds of Redis going away instead of hanging.
@@ -47,12 +50,15 @@ export interface RedisConnectionOptions {
   maxRetriesPerRequest?: number | null
 }
 
+/** How often a cluster subscriber rereads the slot map (see `createRedis`). */
+const SUBSCRIBER_SLOTS_REFRESH_MS = 1000
+
 /** Creates an ioredis client with the options every Streambed process uses. Connects lazily. */
 export const createRedis = (opts: RedisConnectionOptions): Redis => {
   const options: RedisOptions = {
     lazyConnect: true,
     connectionName: opts.connectionName ?? 'streambed',
-    commandTimeout: opts.commandTimeoutMs ?? 5000,
+    ...(opts.commandTimeoutMs === null ? {} : { commandTimeout: opts.commandTimeoutMs ?? 5000 }),
     maxRetriesPerRequest: opts.maxRetriesPerRequest === undefined ? 2 : opts.maxRetriesPerRequest,
     // Auto-pipelining is off: in ioredis 5.11 a connection closing mid-pipeline throws an uncaught
     // TypeError (autoPipelining.js, results[i] undefined). Commands are still pipelined on the socket.
@@ -68,6 +74,11 @@ export const createRedis = (opts: RedisConnectionOptions): Redis => {
     lazyConnect: true,
     enableAutoPipelining: false,
     shardedSubscribers: opts.subscriber === true,
+    // A slot moving to another master (resharding) makes its old master drop the sharded
+    // subscriptions of that slot (SUNSUBSCRIBE), and ioredis subscribes again on the new owner
+    // only when it refreshes its slot map, which nothing else prompts on a connection that only
+    // listens: refresh it periodically, or doorbells of moved documents stop for good.
+    ...(opts.subscriber === true ? { slotsRefreshInterval: SUBSCRIBER_SLOTS_REFRESH_MS } : {}),
     // A failover or a slot move answers MOVED / TRYAGAIN / CLUSTERDOWN for a few seconds: retry
     // long enough to ride through one (a command that still fails closes its socket with 4503,
     // and the client resends on reconnect).

@@ -304,8 +304,8 @@ export const createTaskQueue = (opts: TaskQueueOptions) => {
             if (m) held.add(`${m[2] as string}\n${m[1] as string}`)
           }
         }
-        const [sec] = await redis.time()
-        const nowMs = Number(sec) * 1000
+        const [sec, us] = await redis.time()
+        const nowMs = Number(sec) * 1000 + Math.floor(Number(us) / 1000)
         let enqueued = 0
         for (const node of masters(redis)) {
           let cursor = '0'

@@ -16,6 +16,7 @@ import {
   isS3Location,
   parseTime,
   restoreDocument,
+  type VerifySummary,
 } from '@streambed/recovery'
 import { s3ClientConfig } from '@streambed/storage'
 import { output, usageError } from '../cli-io.js'
@@ -359,10 +360,10 @@ objects match its manifest. Lists mismatches and exits 65 when there are any. ${
           inline: values.inline === true,
           json: values.json === true,
           label: 'verify',
-        })) as { ok: boolean; problems?: unknown[] }
+        })) as VerifySummary
         output(values.json === true, r, () => [
           r.ok ? 'verified: no mismatch' : 'MISMATCHES:',
-          ...(r.problems ?? []).map((p) => `  ${JSON.stringify(p)}`),
+          ...r.failures.map((f) => `  ${JSON.stringify(f)}`),
         ])
         if (!r.ok) throw new AppError('BAD_MESSAGE', 'verification found mismatches (listed above)')
       } finally {
