@@ -4,13 +4,14 @@
  *   worker   a compaction worker
  *   all      server node and worker in one process (development default of `npm start`)
  *   revoke   refuse tokens and close their sockets on every node
+ *   webhooks status, failed and resent webhook deliveries
  *   inspect, export, import, backup, restore, replay, verify, history, restore-doc: see
  *            commands/recovery.ts
  */
 import { fail, usageError } from './cli-io.js'
-import { runRecoveryCommand } from './commands/recovery.js'
-import { revoke } from './commands/revoke.js'
-import { run } from './commands/run.js'
+
+// Each command's module is imported when that command runs, so that a process loads only what it
+// uses: a server node does not load the recovery commands (BullMQ, the S3 SDK) or the worker.
 
 const usage = `Usage: streambed <command> [options]
 
@@ -19,6 +20,7 @@ Commands:
   worker   run a compaction worker
   all      run a server node and a worker in one process (development; AUTH_MODE=none)
   revoke   refuse tokens (by subject, document or token id) and close their sockets
+  webhooks webhook deliveries: status, failed, resend
   help     show this text
 
 Operations and recovery (long ones run on the workers; --inline runs them here):
@@ -46,9 +48,15 @@ const main = async (argv: readonly string[]): Promise<void> => {
     case 'worker':
     case 'all':
       if (rest.includes('--help') || rest.includes('-h')) break
-      return run(command, new Set(rest.filter((a) => a.startsWith('-'))), process.env)
+      return (await import('./commands/run.js')).run(
+        command,
+        new Set(rest.filter((a) => a.startsWith('-'))),
+        process.env,
+      )
     case 'revoke':
-      return revoke(rest, process.env)
+      return (await import('./commands/revoke.js')).revoke(rest, process.env)
+    case 'webhooks':
+      return (await import('./commands/webhooks.js')).webhooks(rest, process.env)
     case 'inspect':
     case 'export':
     case 'import':
@@ -58,7 +66,7 @@ const main = async (argv: readonly string[]): Promise<void> => {
     case 'verify':
     case 'history':
     case 'restore-doc':
-      return runRecoveryCommand(command, rest, process.env)
+      return (await import('./commands/recovery.js')).runRecoveryCommand(command, rest, process.env)
     case 'help':
     case '--help':
     case '-h':

@@ -31,11 +31,15 @@ describe('parseServerConfig', () => {
       REDIS_URL: 'redis://127.0.0.1:6379',
       REDIS_PREFIX: 'streambed',
       REDIS_COMMAND_TIMEOUT_MS: 5000,
+      REDIS_WAIT_REPLICAS: 0,
+      REDIS_WAIT_TIMEOUT_MS: 1000,
       QUEUE_SHARDS: 8,
       STORAGE: 'fs',
       STORAGE_DIR: './data',
       WS_MAX_MESSAGE_BYTES: 16 * 1024 * 1024,
       WS_MAX_BACKPRESSURE_BYTES: 64 * 1024 * 1024,
+      WS_COMPRESSION: 'shared',
+      WS_COMPRESS_MIN_BYTES: 1024,
       WS_IDLE_TIMEOUT_S: 60,
       KEEPALIVE_MS: 15_000,
       MAX_IN_FLIGHT_UPDATES: 16,
@@ -67,6 +71,17 @@ describe('parseServerConfig', () => {
       DRAIN_MS: 10_000,
       METRICS_PORT: -1,
       METRICS_TOKEN: undefined,
+      DEMO: 'off',
+      WEBHOOK_URLS: undefined,
+      WEBHOOK_SECRET: undefined,
+      WEBHOOK_EVENTS: ['document.created', 'document.updated', 'document.deleted'],
+      WEBHOOK_DEBOUNCE_MS: 1000,
+      WEBHOOK_INCLUDE_DOCUMENT: false,
+      WEBHOOK_ATTEMPTS: 12,
+      WEBHOOK_BACKOFF_MS: 1000,
+      WEBHOOK_TIMEOUT_MS: 10_000,
+      WEBHOOK_CONCURRENCY: 8,
+      WEBHOOK_KEEP_FAILED: 10_000,
       ALLOWED_ORIGINS: undefined,
       DATABASE_URL: undefined,
       DATABASE_POOL_MAX: 10,
@@ -87,6 +102,13 @@ describe('parseServerConfig', () => {
     expect(parseServerConfig({ AUTH_MODE: 'none' }, { requireAuthMode: true }).AUTH_MODE).toBe(
       'none',
     )
+  })
+
+  it('serves the demo by default only when asked to (streambed all), and names a bad DEMO', () => {
+    expect(parseServerConfig({}, { demoByDefault: true }).DEMO).toBe('on')
+    expect(parseServerConfig({ DEMO: 'off' }, { demoByDefault: true }).DEMO).toBe('off')
+    expect(parseServerConfig({ DEMO: 'on' }).DEMO).toBe('on')
+    expect(problemsOf({ DEMO: 'yes' })).toEqual(['  DEMO: expected one of on | off, got "yes"'])
   })
 
   it('reads ALLOWED_ORIGINS as a list, * as any, and names a malformed one', () => {

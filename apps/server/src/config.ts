@@ -11,21 +11,29 @@ import {
   parseEnv,
 } from '@streambed/common'
 import { checkStorageEnv, storageEnvShape } from '@streambed/storage'
+// The subpath: the package index loads BullMQ, which a node without webhooks never needs.
+import { checkWebhookEnv, webhookEnvShape } from '@streambed/webhooks/config'
 import { redisEnvShape } from '@streambed/streams'
 import type { AuthOptions, ServerNodeOptions } from '@streambed/node'
 
 const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
 
+export interface ServerConfigOptions {
+  requireAuthMode?: boolean
+  demoByDefault?: boolean
+}
+
 /**
  * Every environment variable a server node reads, with its default. Documented in the README.
  * `requireAuthMode`: AUTH_MODE has no default (`streambed server` refuses to guess; `all` and
- * tests default to `none`).
+ * tests default to `none`). `demoByDefault`: DEMO defaults to `on` (`streambed all`), else `off`.
  */
-export const serverConfigSchema = (opts: { requireAuthMode?: boolean } = {}) =>
+export const serverConfigSchema = (opts: ServerConfigOptions = {}) =>
   z
     .object({
       ...redisEnvShape,
       ...storageEnvShape,
+      ...webhookEnvShape,
       PORT: envInt({ default: 8080, min: 0, max: 65535 }),
       HOST: envString({ default: '0.0.0.0' }),
       NODE_ID: envString({
@@ -43,6 +51,8 @@ export const serverConfigSchema = (opts: { requireAuthMode?: boolean } = {}) =>
       }),
       WS_MAX_BACKPRESSURE_BYTES: envBytes({ default: 64 * 1024 * 1024, min: 64 * 1024 }),
       WS_IDLE_TIMEOUT_S: envInt({ default: 60, min: 8, max: 960 }),
+      WS_COMPRESSION: envEnum(['off', 'shared', 'dedicated'], { default: 'shared' }),
+      WS_COMPRESS_MIN_BYTES: envBytes({ default: 1024, min: 0 }),
       KEEPALIVE_MS: envInt({ default: 15_000, min: 100 }),
       MAX_IN_FLIGHT_UPDATES: envInt({ default: 16, min: 1 }),
       MAX_QUEUED_UPDATE_BYTES: envBytes({ default: 64 * 1024 * 1024, min: 1024 }),
@@ -82,6 +92,7 @@ export const serverConfigSchema = (opts: { requireAuthMode?: boolean } = {}) =>
         pattern: /^\S{16,}$/,
         form: 'a token of at least 16 characters',
       }),
+      DEMO: envEnum(['on', 'off'], { default: opts.demoByDefault ? 'on' : 'off' }),
       ALLOWED_ORIGINS: envOptional({
         pattern: /^(\*|(https?:\/\/[^\s/,]+\/?)(\s*,\s*https?:\/\/[^\s/,]+\/?)*)$/,
         form: '* or a comma-separated list of origins like https://app.example.com,http://localhost:5173',
@@ -92,6 +103,7 @@ export const serverConfigSchema = (opts: { requireAuthMode?: boolean } = {}) =>
     .superRefine(
       (c, ctx) => {
         checkStorageEnv(c, ctx)
+        checkWebhookEnv(c, ctx)
         if (
           c.AUTH_MODE === 'jwt' &&
           !c.AUTH_JWT_SECRET &&
@@ -130,10 +142,8 @@ export const serverConfigSchema = (opts: { requireAuthMode?: boolean } = {}) =>
 export type ServerConfig = z.output<ReturnType<typeof serverConfigSchema>>
 
 /** Pure: parses `env`, throwing one AppError('CONFIG') that lists every problem. */
-export const parseServerConfig = (
-  env: Env,
-  opts: { requireAuthMode?: boolean } = {},
-): ServerConfig => parseEnv(serverConfigSchema(opts), env)
+export const parseServerConfig = (env: Env, opts: ServerConfigOptions = {}): ServerConfig =>
+  parseEnv(serverConfigSchema(opts), env)
 
 /** ALLOWED_ORIGINS: a list of origins, '*' (any, with CORS headers), or null when unset. */
 export const allowedOriginsOf = (c: ServerConfig): string[] | '*' | null =>
@@ -174,6 +184,8 @@ export const nodeSettingsOf = (
   maxMessageBytes: c.WS_MAX_MESSAGE_BYTES,
   maxBackpressureBytes: c.WS_MAX_BACKPRESSURE_BYTES,
   idleTimeoutS: c.WS_IDLE_TIMEOUT_S,
+  compression: c.WS_COMPRESSION,
+  compressMinBytes: c.WS_COMPRESS_MIN_BYTES,
   maxMessagesPerSecond: c.WS_MAX_MESSAGES_PER_SECOND,
   maxBytesPerSecond: c.WS_MAX_BYTES_PER_SECOND,
   maxConnections: c.MAX_CONNECTIONS,

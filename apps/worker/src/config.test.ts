@@ -17,6 +17,9 @@ describe('parseWorkerConfig', () => {
     expect(parseWorkerConfig({})).toMatchObject({
       PORT: 8081,
       WORKER_CONCURRENCY: 8,
+      WORKER_BATCH_SIZE: 64,
+      WEBHOOK_DEBOUNCE_MS: 1000,
+      WEBHOOK_ATTEMPTS: 12,
       COMPACT_INTERVAL_MS: 30_000,
       COMPACT_IDLE_MS: 2_000,
       MIN_MESSAGE_LIFETIME_MS: 60_000,
@@ -28,6 +31,15 @@ describe('parseWorkerConfig', () => {
       QUEUE_SHARDS: 8,
       REDIS_URL: 'redis://127.0.0.1:6379',
     })
+  })
+
+  it('names a webhook endpoint without a secret, and a malformed endpoint', () => {
+    expect(problemsOf({ WEBHOOK_URLS: 'https://hooks.example/streambed' })).toEqual([
+      '  WEBHOOK_SECRET: is required with WEBHOOK_URLS (it signs every delivery)',
+    ])
+    expect(
+      problemsOf({ WEBHOOK_URLS: 'ftp://x', WEBHOOK_SECRET: 'a-secret-of-16-chars' }),
+    ).toHaveLength(1)
   })
 
   it('gives each worker its own id', () => {

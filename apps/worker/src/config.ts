@@ -12,6 +12,7 @@ import {
 } from '@streambed/common'
 import { checkStorageEnv, storageEnvShape } from '@streambed/storage'
 import { redisEnvShape } from '@streambed/streams'
+import { checkWebhookEnv, webhookEnvShape } from '@streambed/webhooks'
 
 const DAY = 86_400_000
 /** Five or six cron fields (the first, seconds, optional), as BullMQ's job schedulers read them. */
@@ -22,6 +23,7 @@ const workerConfigSchema = z
   .object({
     ...redisEnvShape,
     ...storageEnvShape,
+    ...webhookEnvShape,
     PORT: envInt({ default: 8081, min: 0, max: 65535 }),
     HOST: envString({ default: '0.0.0.0' }),
     WORKER_ID: envString({
@@ -33,6 +35,7 @@ const workerConfigSchema = z
       default: 'info',
     }),
     WORKER_CONCURRENCY: envInt({ default: 8, min: 1, max: 1024 }),
+    WORKER_BATCH_SIZE: envInt({ default: 64, min: 1, max: 1024 }),
     COMPACT_INTERVAL_MS: envInt({ default: 30_000, min: 10 }),
     COMPACT_IDLE_MS: envInt({ default: 2_000, min: 10 }),
     MIN_MESSAGE_LIFETIME_MS: envInt({ default: 60_000, min: 0 }),
@@ -62,6 +65,7 @@ const workerConfigSchema = z
   .superRefine(
     (c, ctx) => {
       checkStorageEnv(c, ctx)
+      checkWebhookEnv(c, ctx)
       if (typeof c.BACKUP_SCHEDULE === 'string' && !c.BACKUP_DEST)
         ctx.addIssue({
           code: 'custom',

@@ -41,6 +41,7 @@ export const startWorkerApp = (
     logger,
     worker: {
       concurrency: config.WORKER_CONCURRENCY,
+      batchSize: config.WORKER_BATCH_SIZE,
       claimIdleMs: config.CLAIM_IDLE_MS,
       timing: {
         compactIntervalMs: config.COMPACT_INTERVAL_MS,

@@ -22,6 +22,13 @@ export interface SocketLike {
   send(messages: readonly Uint8Array[]): boolean
   end(code: number, reason: string): void
   readonly remoteAddress: string
+  /**
+   * Hocuspocus sockets only: `updates` client updates were stored (or added nothing), or were
+   * not stored (`stored` false: read-only). y-websocket has no acknowledgement.
+   */
+  acknowledge?(updates: number, stored: boolean): void
+  /** Hocuspocus sockets only: a stateless message (UTF-8 bytes); false if it was dropped. */
+  sendStateless?(payload: Uint8Array): boolean
 }
 
 /**
@@ -215,6 +222,24 @@ export class Connection {
     if (!this.socket.send(messages)) {
       this.close(CloseCode.slowConsumer, 'send buffer full: client reads too slowly')
     }
+  }
+
+  /** Tells the client that `updates` of its updates were stored (see SocketLike.acknowledge). */
+  acknowledge(updates: number, stored: boolean): void {
+    if (!this.closed) this.socket.acknowledge?.(updates, stored)
+  }
+
+  /**
+   * Sends a stateless message where the protocol has them (false: it has none, or the connection
+   * is closed); a socket that cannot take it is closed (4508).
+   */
+  sendStateless(payload: Uint8Array): boolean {
+    if (this.closed || !this.socket.sendStateless) return false
+    this.lastSentAt = Date.now()
+    if (!this.socket.sendStateless(payload)) {
+      this.close(CloseCode.slowConsumer, 'send buffer full: client reads too slowly')
+    }
+    return true
   }
 
   sendKeepaliveIfQuiet(now: number, quietMs: number): void {

@@ -1,12 +1,13 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { AppError, answerOps, type OpsEndpoints, parseDuration } from '@streambed/common'
-import { parseTime } from '@streambed/recovery'
+import { parseTime } from '@streambed/recovery/history'
 import { mergeAll } from '@streambed/protocol'
 import { partsOf } from '@streambed/streams'
 import type { Admission } from './admission.js'
 import { createReply, readBody, type Reply, tokenFrom } from './http.js'
 import type { NodeMetrics } from './metrics.js'
 import type { KeyedBuckets } from './rate-limit.js'
+import { OPENAPI_PATH, openApiDocument } from './openapi.js'
 import type { NodeRuntime } from './runtime.js'
 
 /**
@@ -57,8 +58,18 @@ export const mountOpsRoutes = (app: TemplatedApp, opts: OpsRoutesOptions): void 
  * allowed browser origins get CORS headers. Errors become statuses in `Reply.error` only.
  */
 export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
-  const { runtime, admission } = opts
+  const { admission } = opts
   mountOpsRoutes(app, opts)
+
+  const description = JSON.stringify(openApiDocument)
+  app.get(OPENAPI_PATH, (res, req) => {
+    const reply = createReply(
+      res,
+      opts.onHttpError,
+      corsHeaders(admission, req.getHeader('origin')),
+    )
+    reply.send(200, description, { 'content-type': 'application/json' })
+  })
 
   const route = (
     res: HttpResponse,
@@ -70,7 +81,7 @@ export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
       origin: string,
     ) => Promise<void>,
   ) => {
-    const path = req.getUrl().slice('/docs/'.length)
+    const path = req.getUrl().slice(DOCS.length)
     const token = tokenFrom(req.getHeader('authorization'), req.getQuery())
     const origin = req.getHeader('origin')
     const address = Buffer.from(res.getRemoteAddressAsText()).toString()
@@ -86,73 +97,24 @@ export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
     handle(reply, path, token, origin).catch((err: unknown) => reply.error(err))
   }
 
-  app.get('/docs/*', (res, req) => {
-    const query = new URLSearchParams(req.getQuery())
-    route(res, req, async (reply, path, token, origin) => {
-      if (path.endsWith(HISTORY)) {
-        const { doc } = await admission.request(path.slice(0, -HISTORY.length), token, origin)
-        const bucketMs = query.has('bucket')
-          ? parseDurationParam('bucket', query.get('bucket'))
-          : undefined
-        const limit = query.has('limit') ? positiveInt('limit', query.get('limit')) : undefined
-        return reply.json(200, await runtime.history(doc, { bucketMs, limit }))
-      }
-      const { doc } = await admission.request(path, token, origin)
-      const at = query.get('at')
-      if (at !== null) {
-        const past = await runtime.readAt(doc, parseTime(at, Date.now()))
-        return reply.send(200, past.state, {
-          'content-type': 'application/octet-stream',
-          'x-streambed-up-to': past.upTo,
-          'x-streambed-as-of': new Date(past.asOf).toISOString(),
-          'x-streambed-exact': String(past.exact),
-        })
-      }
-      const read = await runtime.readState(doc)
-      reply.send(200, mergeAll(partsOf(read)), {
-        'content-type': 'application/octet-stream',
-        'x-streambed-up-to': read.upTo,
+  // One uWS route per method: uWS wildcards only end a pattern, so `docRoutes` picks the route by
+  // the path's last segment.
+  for (const method of docMethods) {
+    app[method](`${DOCS}*`, (res, req) => {
+      // The body is read from the start of the handler: uWS delivers it only to a synchronous
+      // onData. Handled after admission; marked handled now in case it fails first (too large).
+      const body = method === 'post' ? readBody(res, opts.maxBodyBytes) : Promise.resolve(NO_BODY)
+      body.catch(() => undefined)
+      const query = new URLSearchParams(req.getQuery())
+      route(res, req, async (reply, path, token, origin) => {
+        const { suffix, handle } = docRouteFor(method, path)
+        const name = path.slice(0, path.length - suffix.length)
+        return handle({ reply, name, token, origin, query, body }, opts)
       })
     })
-  })
+  }
 
-  app.post('/docs/*', (res, req) => {
-    // The body is read from the start of the handler: uWS delivers it only to a synchronous onData.
-    const body = readBody(res, opts.maxBodyBytes)
-    // Handled below after admission; marked handled now in case it fails first (too large).
-    body.catch(() => undefined)
-    const query = new URLSearchParams(req.getQuery())
-    route(res, req, async (reply, path, token, origin) => {
-      const restoring = path.endsWith(RESTORE)
-      const name = restoring ? path.slice(0, -RESTORE.length) : path
-      const { doc, grant } = await admission.request(name, token, origin)
-      if (grant.access !== 'write') throw new AppError('FORBIDDEN', 'token grants read access only')
-      if (restoring) {
-        const at = query.get('at') ?? atOfBody(await body)
-        const result = await runtime.restore(doc, parseTime(at, Date.now()))
-        return reply.json(200, {
-          appended: result.appended !== null,
-          id: result.appended?.id ?? null,
-          asOf: new Date(result.asOf).toISOString(),
-          exact: result.exact,
-        })
-      }
-      const result = await runtime.appendUpdate(doc, await body)
-      reply.json(200, { appended: result !== null, id: result?.id ?? null })
-    })
-  })
-
-  app.del('/docs/*', (res, req) => {
-    route(res, req, async (reply, path, token, origin) => {
-      const { doc, grant } = await admission.request(path, token, origin)
-      if (!grant.mayDelete)
-        throw new AppError('FORBIDDEN', 'token does not grant deletion (claim "delete": true)')
-      const result = await runtime.deleteDocument(doc)
-      reply.json(200, { deleted: result.existed, at: new Date(result.deletedAt).toISOString() })
-    })
-  })
-
-  app.options('/docs/*', (res, req) => {
+  app.options(`${DOCS}*`, (res, req) => {
     const origin = req.getHeader('origin')
     const reply = createReply(res, opts.onHttpError, corsHeaders(admission, origin))
     if (!admission.originAllowed(origin))
@@ -170,9 +132,151 @@ export const mountHttpApi = (app: TemplatedApp, opts: HttpApiOptions): void => {
   })
 }
 
-/** Reserved last segments of the document API's paths (a document named `x/history` is `x%2Fhistory`). */
+const DOCS = '/docs/'
+
+/**
+ * Reserved last segments of the document API's paths, for one method each (`docRoutes`): GET
+ * `x/history` lists x's versions and POST `x/restore` restores x, while every other method reaches
+ * the document named `x/history` or `x/restore` (DELETE `/docs/x/history` deletes it). `%2F`
+ * reaches it with any method: `x%2Fhistory`.
+ */
 const HISTORY = '/history'
 const RESTORE = '/restore'
+
+/** One request to the document API, admitted by the handler itself. */
+interface DocRequest {
+  readonly reply: Reply
+  /** The raw (percent-encoded) document name: the path after `/docs/` without the route's suffix. */
+  readonly name: string
+  readonly token: string | undefined
+  readonly origin: string
+  readonly query: URLSearchParams
+  /** The request body (POST; empty otherwise); rejects with TOO_LARGE. */
+  readonly body: Promise<Uint8Array>
+}
+
+type DocMethod = 'get' | 'post' | 'del'
+
+interface DocRoute {
+  /** The uWS method (`del` is DELETE). */
+  readonly method: DocMethod
+  /** The reserved last segment after the document name, or '' for the document itself. */
+  readonly suffix: '' | typeof HISTORY | typeof RESTORE
+  readonly handle: (r: DocRequest, opts: HttpApiOptions) => Promise<void>
+}
+
+const readDocument = async (r: DocRequest, { admission, runtime }: HttpApiOptions) => {
+  const { doc } = await admission.request(r.name, r.token, r.origin)
+  const at = r.query.get('at')
+  if (at !== null) {
+    const past = await runtime.readAt(doc, parseTime(at, Date.now()))
+    return r.reply.send(200, past.state, {
+      'content-type': 'application/octet-stream',
+      'x-streambed-up-to': past.upTo,
+      'x-streambed-as-of': new Date(past.asOf).toISOString(),
+      'x-streambed-exact': String(past.exact),
+    })
+  }
+  const read = await runtime.readState(doc)
+  r.reply.send(200, mergeAll(partsOf(read)), {
+    'content-type': 'application/octet-stream',
+    'x-streambed-up-to': read.upTo,
+  })
+}
+
+const listHistory = async (
+  { name, token, origin, query, reply }: DocRequest,
+  o: HttpApiOptions,
+) => {
+  const { doc } = await o.admission.request(name, token, origin)
+  const bucketMs = query.has('bucket')
+    ? parseDurationParam('bucket', query.get('bucket'))
+    : undefined
+  const limit = query.has('limit') ? positiveInt('limit', query.get('limit')) : undefined
+  reply.json(200, await o.runtime.history(doc, { bucketMs, limit }))
+}
+
+/** Admits a request that writes to the document. */
+const admitWrite = async (r: DocRequest, { admission }: HttpApiOptions) => {
+  const admitted = await admission.request(r.name, r.token, r.origin)
+  if (admitted.grant.access !== 'write')
+    throw new AppError('FORBIDDEN', 'token grants read access only')
+  return admitted
+}
+
+const appendUpdate = async (r: DocRequest, opts: HttpApiOptions) => {
+  const { doc } = await admitWrite(r, opts)
+  const result = await opts.runtime.appendUpdate(doc, await r.body)
+  r.reply.json(200, { appended: result !== null, id: result?.id ?? null })
+}
+
+const restoreDocument = async (r: DocRequest, opts: HttpApiOptions) => {
+  const { doc } = await admitWrite(r, opts)
+  const at = r.query.get('at') ?? atOfBody(await r.body)
+  const result = await opts.runtime.restore(doc, parseTime(at, Date.now()))
+  r.reply.json(200, {
+    appended: result.appended !== null,
+    id: result.appended?.id ?? null,
+    asOf: new Date(result.asOf).toISOString(),
+    exact: result.exact,
+  })
+}
+
+const deleteDocument = async (r: DocRequest, { admission, runtime }: HttpApiOptions) => {
+  const { doc, grant } = await admission.request(r.name, r.token, r.origin)
+  if (!grant.mayDelete)
+    throw new AppError('FORBIDDEN', 'token does not grant deletion (claim "delete": true)')
+  const result = await runtime.deleteDocument(doc)
+  r.reply.json(200, { deleted: result.existed, at: new Date(result.deletedAt).toISOString() })
+}
+
+/**
+ * The document API, `/docs/<name><suffix>`: what mounts it, and what `describeRegistration`
+ * (hence the OpenAPI test) reads. Among a method's routes, a path ending in a suffix goes to that
+ * route, any other to the one without.
+ */
+const docRoutes: readonly DocRoute[] = [
+  { method: 'get', suffix: '', handle: readDocument },
+  { method: 'get', suffix: HISTORY, handle: listHistory },
+  { method: 'post', suffix: '', handle: appendUpdate },
+  { method: 'post', suffix: RESTORE, handle: restoreDocument },
+  { method: 'del', suffix: '', handle: deleteDocument },
+]
+
+const docMethods = [...new Set(docRoutes.map((r) => r.method))]
+
+const docRouteFor = (method: DocMethod, path: string): DocRoute => {
+  const routes = docRoutes.filter((r) => r.method === method)
+  const route =
+    routes.find((r) => r.suffix !== '' && path.endsWith(r.suffix)) ??
+    routes.find((r) => r.suffix === '')
+  if (!route) throw new AppError('INTERNAL', `no document route for ${method} ${path}`)
+  return route
+}
+
+const NO_BODY = new Uint8Array()
+
+/** A route of the HTTP API as OpenAPI writes it: `{name}` is a document name (the rest of the path). */
+export interface HttpRoute {
+  readonly method: string
+  readonly path: string
+}
+
+/**
+ * The routes one registration of `mountHttpApi`, `app[method](pattern, …)`, answers, as OpenAPI
+ * paths: `/docs/*` is the document API's routes for that method (OPTIONS: all of them); any other
+ * registration is its own route (`del` written `delete`, the catch-all `any /*`). A `/docs/*`
+ * registration of a method `docRoutes` lacks is reported as itself, `{method, path: '/docs/*'}`,
+ * so that the OpenAPI test sees a route the description cannot hold instead of nothing.
+ */
+export const describeRegistration = (method: string, pattern: string): HttpRoute[] => {
+  const asOpenApi = method === 'del' ? 'delete' : method
+  if (pattern !== `${DOCS}*`) return [{ method: asOpenApi, path: pattern }]
+  const served = method === 'options' ? docRoutes : docRoutes.filter((r) => r.method === method)
+  if (served.length === 0) return [{ method: asOpenApi, path: pattern }]
+  const paths = [...new Set(served.map((r) => `${DOCS}{name}${r.suffix}`))]
+  return paths.map((path) => ({ method: asOpenApi, path }))
+}
 
 /** `{"at": "<time>"}` from a restore request's body. */
 const atOfBody = (body: Uint8Array): string => {

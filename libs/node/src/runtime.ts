@@ -7,6 +7,7 @@ import {
   ZERO_ID,
   deleteDocumentState,
   dropClocks,
+  encodeStatelessMessage,
   readDocument,
 } from '@streambed/streams'
 import {
@@ -16,7 +17,7 @@ import {
   documentAt,
   historyOf,
   restoreDocument,
-} from '@streambed/recovery'
+} from '@streambed/recovery/history'
 import type { Grant } from './auth.js'
 import { Connection, type SocketLike } from './connection.js'
 import { FanOut } from './fan-out.js'
@@ -87,6 +88,11 @@ export interface RuntimeOptions {
   logger: Logger
   metrics: NodeMetrics
   limits?: Partial<RuntimeLimits>
+  /**
+   * Told of a document about to be deleted (webhooks' document.deleted), before anything is
+   * deleted: an error fails the request, and a retry announces it again (at least once).
+   */
+  announceDelete?: (doc: string) => Promise<void>
 }
 
 /**
@@ -261,6 +267,19 @@ export class NodeRuntime {
     }
   }
 
+  /**
+   * A Hocuspocus stateless message from `conn`, published on the document's channel: every node
+   * serving the document (this one too) hands it to the document's other sockets (FanOut).
+   * Ephemeral like awareness: a failed publish is logged, not retried.
+   */
+  relayStateless(conn: Connection, payload: Uint8Array): void {
+    if (conn.closed) return
+    const { redis, keys, logger } = this.opts
+    redis
+      .spublish(keys.channel(conn.doc), encodeStatelessMessage(conn.origin, payload))
+      .catch((err: unknown) => logger.warn({ err, doc: conn.doc }, 'stateless relay failed'))
+  }
+
   /** Closes `conn` with the close code of `err` (the single error translation for sockets). */
   reject(conn: Connection, err: unknown): void {
     const d = describeError(err)
@@ -312,6 +331,11 @@ export class NodeRuntime {
    */
   async deleteDocument(doc: string): Promise<{ existed: boolean; deletedAt: number }> {
     const { redis, keys, storage } = this.opts
+    if (this.opts.announceDelete) {
+      const exists =
+        (await storage.watermark(doc)) !== null || (await redis.exists(keys.stream(doc))) === 1
+      if (exists) await this.opts.announceDelete(doc)
+    }
     const state = await deleteDocumentState(redis, keys, doc, `${this.originPrefix}/delete`)
     const stored = (await storage.watermark(doc)) !== null
     await storage.delete(doc)

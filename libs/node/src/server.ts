@@ -17,8 +17,9 @@ import { createNodeMetrics } from './metrics.js'
 import { KeyedBuckets } from './rate-limit.js'
 import { RevocationGuard } from './revocation-guard.js'
 import { NodeRuntime, type RuntimeLimits } from './runtime.js'
+import { loadStaticSite, mountStaticSite, type StaticSiteOptions } from './static-files.js'
 import { uWS } from './uws.js'
-import { wsBehavior } from './ws-behavior.js'
+import { type WsCompression, wsBehavior } from './ws-behavior.js'
 
 export interface ServerNodeOptions {
   nodeId: string
@@ -46,6 +47,10 @@ export interface ServerNodeOptions {
   maxBackpressureBytes: number
   /** Seconds without traffic before uWS pings, then closes, a socket. */
   idleTimeoutS: number
+  /** permessage-deflate for sent messages (WS_COMPRESSION); default off. */
+  compression?: WsCompression
+  /** With compression, messages from this size up are compressed; default 1024. */
+  compressMinBytes?: number
   /** Per socket, in bursts of twice these; past them the socket is closed (4529). */
   maxMessagesPerSecond: number
   maxBytesPerSecond: number
@@ -62,7 +67,11 @@ export interface ServerNodeOptions {
   drainMs?: number
   /** Browser origins that may connect: a list, '*' (any, with CORS), null (any, no CORS). */
   allowedOrigins: readonly string[] | '*' | null
+  /** A built web page (the demo) served at `/` from memory; absent or null: none. */
+  site?: StaticSiteOptions | null
   limits?: Partial<RuntimeLimits>
+  /** See RuntimeOptions.announceDelete. */
+  announceDelete?: (doc: string) => Promise<void>
 }
 
 export interface ServerNode {
@@ -133,9 +142,22 @@ const admissionFor = async (opts: ServerNodeOptions, runtime: NodeRuntime, keys:
 /** A server node: runtime + WebSocket and HTTP on one uWebSockets.js port. */
 export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNode> => {
   const { redis, subscriber, logger } = opts
+  // Read before anything starts: a failure here leaves nothing running.
+  const site = opts.site ? await loadStaticSite(opts.site) : null
+  if (site?.problem) logger.warn({ dir: site.dir }, site.problem)
   const keys = createKeys(opts.redisPrefix)
   const metrics = createNodeMetrics(opts.registry)
-  const streams = createDocStreams({ ...opts, keys, inlineLimitBytes: opts.inlineUpdateMaxBytes })
+  // With WAIT, appends get a connection of their own (see DocStreamsOptions.writer).
+  const writer = opts.waitReplicas ? redis.duplicate() : null
+  writer?.on('error', (err: Error) =>
+    logger.warn({ err: err.message, connection: 'writer' }, 'redis connection error'),
+  )
+  const streams = createDocStreams({
+    ...opts,
+    keys,
+    inlineLimitBytes: opts.inlineUpdateMaxBytes,
+    ...(writer ? { writer } : {}),
+  })
   const staleMs = opts.limits?.awarenessTimeoutMs ?? 30_000
   const awareness = createAwarenessStore({ redis, keys, hashTtlMs: 2 * staleMs, staleMs })
   const runtime = new NodeRuntime({ ...opts, keys, streams, awareness, metrics })
@@ -170,6 +192,7 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
   const access = mainOpsAccess(opts)
   const app = uWS.App()
   app.ws('/*', wsBehavior({ ...opts, runtime, metrics, admission, refusal, onHttpError }))
+  if (site) mountStaticSite(app, site, onHttpError)
   mountHttpApi(app, {
     ...opts,
     runtime,
@@ -191,6 +214,7 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
       buckets.close()
       await revocations?.close()
       await runtime.close(drainMs)
+      writer?.disconnect()
       // Last: /readyz keeps answering 503 while the sockets drain.
       if (metricsSocket) uWS.us_listen_socket_close(metricsSocket)
     })())

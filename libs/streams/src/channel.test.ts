@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { decodeChannelMessage } from './channel.js'
+import { decodeChannelMessage, encodeStatelessMessage } from './channel.js'
 
 // Payloads are compared as Buffers: the decoder returns subarrays of the received Buffer.
 const message = (header: string, body: Uint8Array | string = '') =>
@@ -58,6 +58,20 @@ describe('decodeChannelMessage', () => {
     expect(decoded?.kind === 'awareness' && Buffer.from(decoded.update).equals(update)).toBe(true)
   })
 
+  it('round-trips a stateless message, newlines and multi-byte characters included', () => {
+    const payload = Buffer.from('{"a":"x\ny","b":"ü ✓"}\n', 'utf8')
+    const decoded = decodeChannelMessage(encodeStatelessMessage('node-a~x1/7', payload))
+    expect(decoded).toEqual({ kind: 'stateless', origin: 'node-a~x1/7', payload })
+  })
+
+  it('decodes an empty stateless payload', () => {
+    expect(decodeChannelMessage(message('s n/1'))).toEqual({
+      kind: 'stateless',
+      origin: 'n/1',
+      payload: Buffer.alloc(0),
+    })
+  })
+
   it.each([
     ['an empty message', Buffer.alloc(0)],
     ['no newline', Buffer.from('u 1-0 0-0 n/1 i')],
@@ -66,6 +80,8 @@ describe('decodeChannelMessage', () => {
     ['an update header with too many fields', message('u 1-0 0-0 n/1 i extra')],
     ['an awareness header without origin', message('a')],
     ['an awareness header with extra fields', message('a n/1 extra')],
+    ['a stateless header without origin', message('s')],
+    ['a stateless header with extra fields', message('s n/1 extra')],
     ['a blank header', message('')],
     ['binary junk', Buffer.from([0xff, 0x00, 0x0a, 0x01])],
   ])('returns null for %s', (_name, junk) => {

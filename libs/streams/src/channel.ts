@@ -3,6 +3,7 @@
  *   doorbell:  "u <id> <prev> <origin> <i|r>\n<update if i>"
  *   awareness: "a <origin>\n<awareness update>"
  *   deletion:  "d <origin>\n" (the document was deleted: close its sockets)
+ *   stateless: "s <origin>\n<payload>" (a Hocuspocus stateless message, UTF-8; published by nodes)
  */
 export type ChannelMessage =
   | {
@@ -15,6 +16,7 @@ export type ChannelMessage =
     }
   | { readonly kind: 'awareness'; readonly origin: string; readonly update: Uint8Array }
   | { readonly kind: 'deleted'; readonly origin: string }
+  | { readonly kind: 'stateless'; readonly origin: string; readonly payload: Uint8Array }
 
 const NEWLINE = 0x0a
 
@@ -32,8 +34,14 @@ export const decodeChannelMessage = (message: Buffer): ChannelMessage | null => 
   if (header[0] === 'a' && header.length === 2) {
     return { kind: 'awareness', origin: header[1] as string, update: body }
   }
+  if (header[0] === 's' && header.length === 2)
+    return { kind: 'stateless', origin: header[1] as string, payload: body }
   return null
 }
+
+/** A stateless message from the connection `origin`, for every other socket of the document. */
+export const encodeStatelessMessage = (origin: string, payload: Uint8Array): Buffer =>
+  Buffer.concat([Buffer.from(`s ${origin}\n`, 'latin1'), payload])
 
 /**
  * The doorbell append-entry.lua rings, for a caller that rings it itself (after WAIT): the update

@@ -1,5 +1,4 @@
 import { ZERO_ID, compareIds, idTimeMs, maxId, type Logger } from '@streambed/common'
-import type { DocStorage } from '@streambed/storage'
 import {
   type DocStreams,
   type FinishResult,
@@ -12,6 +11,7 @@ import {
 import type { Hooks } from './hooks.js'
 import type { Merger } from './merger.js'
 import type { WorkerMetrics } from './metrics.js'
+import type { StorageBatches } from './storage-batches.js'
 
 export interface CompactionTiming {
   /** A document that keeps changing is compacted at most this often. */
@@ -30,7 +30,8 @@ export type Outcome =
   | { readonly settle: 'later'; readonly delayMs: number; readonly reason: string }
 
 export interface CompactorDeps {
-  storage: DocStorage
+  /** Where compactions load and store: tasks started together share batched calls. */
+  batches: StorageBatches
   streams: DocStreams
   queue: TaskQueue
   merger: Merger
@@ -38,6 +39,15 @@ export interface CompactorDeps {
   metrics: WorkerMetrics
   hooks: Hooks
   timing: CompactionTiming
+  /** Told of each state about to be stored (see WorkerOptions.announce). */
+  announce?: (stored: StoredEvent) => Promise<void>
+}
+
+/** A document's new stored state: `previous` is the watermark it replaces (null: the first). */
+export interface StoredEvent {
+  readonly doc: string
+  readonly previous: string | null
+  readonly watermark: string
 }
 
 /**
@@ -50,63 +60,79 @@ export interface CompactorDeps {
  * Archiving is idempotent (entries keyed by id), so archiving twice is harmless. Storage is never
  * written without the compare-and-set, so a stored watermark never goes back. The load and the
  * read are `readDocument`, the read server nodes use too (the `after-load` hook runs between them).
+ *
+ * Deliveries started together (a queue read's tasks) share storage calls: the load, the archive
+ * and the compare-and-set of all of them are one call each (storage-batches.ts), each document's
+ * compare-and-set decided on its own (a document that lost it alone comes back later). Every step
+ * and hook still happens per document in the order above; a document leaves the batch when it
+ * has nothing more to store, or before a merge on a worker thread (a large document stores alone
+ * rather than hold up the small ones).
  */
 export const compactTask = async (deps: CompactorDeps, task: Task): Promise<Outcome> => {
-  const { storage, streams, queue, merger, hooks, timing, metrics } = deps
+  const { queue, merger, hooks, timing, metrics } = deps
   const { doc, token } = task
-  if ((await queue.liveToken(doc)) !== token) return { settle: 'ack', reason: 'stale' }
+  // Joined before the first await: the tasks a dispatch starts together share a batch.
+  const storage = deps.batches.join(doc)
+  try {
+    if ((await queue.liveToken(doc)) !== token) return { settle: 'ack', reason: 'stale' }
 
-  const { stored, tail } = await readDocument(storage, streams, doc, {
-    afterLoad: () => hooks('after-load', doc),
-  })
-  const watermark = stored?.watermark ?? ZERO_ID
-  let storedUpTo = watermark
-  const { entries, anomaly } = await entriesToMerge(deps, doc, stored, tail)
-  const first = entries[0]
-  const last = entries[entries.length - 1]
-  if (first && last) {
-    const now = await queue.now()
-    const due = Math.min(
-      idTimeMs(last.id) + timing.compactIdleMs,
-      idTimeMs(first.id) + timing.compactIntervalMs,
-    )
-    if (now < due && !anomaly) return { settle: 'later', delayMs: due - now, reason: 'not due' }
+    const { stored, tail } = await readDocument(storage, deps.streams, doc, {
+      afterLoad: () => hooks('after-load', doc),
+    })
+    const watermark = stored?.watermark ?? ZERO_ID
+    let storedUpTo = watermark
+    const { entries, anomaly } = await entriesToMerge(deps, doc, stored, tail)
+    const first = entries[0]
+    const last = entries[entries.length - 1]
+    if (first && last) {
+      const now = await queue.now()
+      const due = Math.min(
+        idTimeMs(last.id) + timing.compactIdleMs,
+        idTimeMs(first.id) + timing.compactIntervalMs,
+      )
+      if (now < due && !anomaly) return { settle: 'later', delayMs: due - now, reason: 'not due' }
 
-    const started = performance.now()
-    deps.logger.debug({ doc, entries: entries.length, from: watermark }, 'compacting')
-    const state = await merger.merge(
-      stored?.state ?? null,
-      entries.map((e) => e.update),
-    )
-    await storage.appendLog(doc, entries)
-    await hooks('after-archive', doc)
-    const next = { state, watermark: maxId(watermark, last.id) }
-    if (!(await storage.compareAndSet(doc, stored ? watermark : null, next))) {
-      metrics.conflicts.inc()
-      return { settle: 'later', delayMs: 50, reason: 'conflict' }
+      const started = performance.now()
+      deps.logger.debug({ doc, entries: entries.length, from: watermark }, 'compacting')
+      const updates = entries.map((e) => e.update)
+      if (merger.threaded(stored?.state ?? null, updates)) storage.leave()
+      const state = await merger.merge(stored?.state ?? null, updates)
+      await storage.appendLog(doc, entries)
+      await hooks('after-archive', doc)
+      const next = { state, watermark: maxId(watermark, last.id) }
+      // Before the compare-and-set: a crash between the two repeats the announcement, never loses it.
+      await deps.announce?.({ doc, previous: stored ? watermark : null, watermark: next.watermark })
+      if (!(await storage.compareAndSet(doc, stored ? watermark : null, next))) {
+        metrics.conflicts.inc()
+        return { settle: 'later', delayMs: 50, reason: 'conflict' }
+      }
+      await hooks('after-persist', doc)
+      storedUpTo = next.watermark
+      metrics.compactions.inc()
+      metrics.compactedEntries.inc(entries.length)
+      metrics.snapshotBytes.inc(state.length)
+      metrics.compactionSeconds.observe((performance.now() - started) / 1000)
+      deps.logger.debug(
+        { doc, entries: entries.length, bytes: state.length, upTo: next.watermark },
+        'compacted',
+      )
     }
-    await hooks('after-persist', doc)
-    storedUpTo = next.watermark
-    metrics.compactions.inc()
-    metrics.compactedEntries.inc(entries.length)
-    metrics.snapshotBytes.inc(state.length)
-    metrics.compactionSeconds.observe((performance.now() - started) / 1000)
-    deps.logger.debug(
-      { doc, entries: entries.length, bytes: state.length, upTo: next.watermark },
-      'compacted',
-    )
-  }
+    // Nothing more to store: the batch need not wait for this document's finish.
+    storage.leave()
 
-  await hooks('before-finish', doc)
-  const finished = await queue.finish(
-    doc,
-    token,
-    storedUpTo,
-    timing.minMessageLifetimeMs,
-    timing.tombstoneTtlMs,
-  )
-  await hooks('after-trim', doc)
-  return outcomeOf(deps, finished)
+    await hooks('before-finish', doc)
+    const finished = await queue.finish(
+      doc,
+      token,
+      storedUpTo,
+      timing.minMessageLifetimeMs,
+      timing.tombstoneTtlMs,
+    )
+    await hooks('after-trim', doc)
+    return await outcomeOf(deps, finished)
+  } finally {
+    storage.leave()
+  }
 }
 
 /**

@@ -13,6 +13,7 @@ import {
 import { createWorkerMetrics } from './metrics.js'
 import { type OpsServer, startOpsServer } from './ops-server.js'
 import { startWorker, type Worker, type WorkerOptions } from './worker.js'
+import type { StoredEvent } from './compactor.js'
 
 export interface WorkerProcessOptions {
   /** Consumer name in the group and Redis client name; unique per worker process. */
@@ -41,11 +42,20 @@ export interface WorkerProcessOptions {
    * Work beside compaction (long operations on BullMQ, schedules), started once compaction runs,
    * stopped before storage and Redis close.
    */
-  sideJobs?: (deps: SideJobDeps) => Promise<{ close(): Promise<void> }>
+  sideJobs?: (deps: SideJobDeps) => Promise<SideJobs>
+}
+
+/** What a worker process runs beside compaction (long operations, webhooks). */
+export interface SideJobs {
+  /** Told of each state compaction is about to store (WorkerOptions.announce). */
+  announce?: (stored: StoredEvent) => Promise<void>
+  close(): Promise<void>
 }
 
 /** What side jobs get of the worker process. */
 export interface SideJobDeps {
+  /** The worker's metrics registry. */
+  readonly registry: Registry
   readonly redis: Redis
   readonly keys: Keys
   readonly storage: DocStorage
@@ -96,24 +106,42 @@ export const startWorkerProcess = async (opts: WorkerProcessOptions): Promise<Wo
     const keys = createKeys(opts.redisPrefix)
     const shards = opts.queueShards
     const metrics = createWorkerMetrics(opts.registry, { defaultMetrics: !opts.registry })
+    // With WAIT, appends (replays, imports) get a connection of their own (DocStreamsOptions.writer).
+    const writer = opts.waitReplicas ? redis.duplicate() : null
+    writer?.on('error', (err: Error) =>
+      log.warn({ err: err.message, connection: 'writer' }, 'redis connection error'),
+    )
     const streams = createDocStreams({
       redis,
       keys,
       queueShards: shards,
       storage,
+      ...(writer ? { writer } : {}),
       ...(opts.waitReplicas ? { waitReplicas: opts.waitReplicas } : {}),
       ...(opts.waitTimeoutMs ? { waitTimeoutMs: opts.waitTimeoutMs } : {}),
     })
+    // Side jobs first: they may announce stored states (webhooks) from the first compaction on.
+    const side = await opts.sideJobs?.({
+      redis,
+      keys,
+      storage,
+      streams,
+      logger: log,
+      registry: metrics.registry,
+    })
     const worker = await startWorker({
       ...opts.worker,
+      ...(side?.announce ? { announce: side.announce } : {}),
       consumer: opts.workerId,
       queue: createTaskQueue({ redis, blocking, keys, shards }),
       streams,
       storage,
       logger: log,
       metrics,
+    }).catch(async (err: unknown) => {
+      await side?.close()
+      throw err
     })
-    const side = await opts.sideJobs?.({ redis, keys, storage, streams, logger: log })
     const ops: OpsServer | null = opts.http
       ? await startOpsServer({
           ...opts.http,
@@ -128,17 +156,19 @@ export const startWorkerProcess = async (opts: WorkerProcessOptions): Promise<Wo
         })
       : null
     const { concurrency } = opts.worker
+    const { batchSize } = worker
     const port = ops?.port ?? null
-    log.info({ port, storage: storage.kind, concurrency, shards }, 'worker started')
+    log.info({ port, storage: storage.kind, concurrency, batchSize, shards }, 'worker started')
     let closed: Promise<void> | undefined
     const close = () =>
       (closed ??= (async () => {
         log.info('worker stopping: finishing the tasks in hand')
         await ops?.close()
-        await side?.close()
         await worker.stop()
+        await side?.close()
         await storage.close()
         await redis.quit().catch(() => redis.disconnect())
+        writer?.disconnect()
         blocking.disconnect()
         log.info('worker stopped')
       })())

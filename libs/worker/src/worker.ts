@@ -1,10 +1,11 @@
 import type { Logger } from '@streambed/common'
 import type { DocStorage } from '@streambed/storage'
 import type { DocStreams, TaskQueue } from '@streambed/streams'
-import { type CompactionTiming, compactTask } from './compactor.js'
+import { type CompactionTiming, type StoredEvent, compactTask } from './compactor.js'
 import { type Hooks, noHooks } from './hooks.js'
 import { createMerger, type MergerOptions } from './merger.js'
 import type { WorkerMetrics } from './metrics.js'
+import { createStorageBatches } from './storage-batches.js'
 import { claimLoop, promoteLoop, queueMetricsLoop, readLoop, reconcileLoop } from './queue-loops.js'
 import { createTaskDispatcher } from './task-dispatcher.js'
 import { createTaskRunner } from './task-runner.js'
@@ -20,6 +21,12 @@ export interface WorkerOptions {
   timing: CompactionTiming
   /** Tasks processed at once. */
   concurrency: number
+  /**
+   * Most documents whose storage calls are made together (group commit): the tasks a queue read
+   * delivers start together, and their loads, archives and compare-and-sets go to storage as one
+   * call each. Default 64 (never more than `concurrency`); 1 stores each document on its own.
+   */
+  batchSize?: number
   /** A task delivered to a worker that did not settle it for this long is taken over. */
   claimIdleMs: number
   /** XREADGROUP BLOCK time; also bounds how long stop() waits for the read loop. */
@@ -30,6 +37,12 @@ export interface WorkerOptions {
   reconcileIntervalMs?: number
   merger?: Partial<MergerOptions>
   hooks?: Hooks
+  /**
+   * Called before each compare-and-set that stores a document's new state (webhooks'
+   * document.created / document.updated). At least once: a crash or a lost compare-and-set can
+   * repeat a call; an error puts the task back.
+   */
+  announce?: (stored: StoredEvent) => Promise<void>
 }
 
 export interface Worker {
@@ -37,6 +50,8 @@ export interface Worker {
   stop(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
   readonly activeTasks: number
+  /** Most documents stored together (WorkerOptions.batchSize, as applied). */
+  readonly batchSize: number
 }
 
 /**
@@ -49,7 +64,9 @@ export const startWorker = async (opts: WorkerOptions): Promise<Worker> => {
   const logger = opts.logger.child({ consumer })
   const hooks = opts.hooks ?? noHooks
   const merger = createMerger({ threadAboveBytes: 512 * 1024, threads: 1, ...opts.merger })
-  const deps = { ...opts, merger, logger, hooks }
+  const batchSize = Math.max(1, Math.min(opts.batchSize ?? 64, opts.concurrency))
+  const batches = createStorageBatches(opts.storage, { maxSize: batchSize, logger })
+  const deps = { ...opts, batches, merger, logger, hooks }
   await queue.ensureGroups()
 
   const runner = createTaskRunner({
@@ -65,6 +82,9 @@ export const startWorker = async (opts: WorkerOptions): Promise<Worker> => {
     putBack: (task) => runner.settle(task, timing.compactIdleMs, 'busy'),
     logger,
     onActiveChange: (active) => metrics.active.set(active),
+    // A busy worker reads when half its slots are free (at most a batch): it then works on two
+    // batches at a time, one storing while the other reads.
+    slotsPerRead: Math.min(batchSize, Math.floor(opts.concurrency / 2)),
   })
   const loopOpts = { consumer, queue, dispatcher, logger }
   const loops = [
@@ -90,5 +110,6 @@ export const startWorker = async (opts: WorkerOptions): Promise<Worker> => {
     get activeTasks() {
       return dispatcher.activeTasks
     },
+    batchSize,
   }
 }

@@ -1,7 +1,5 @@
 import { Registry } from 'prom-client'
 import { AppError, createLogger, onShutdownSignal, type Env } from '@streambed/common'
-import { parseServerConfig, startServer } from '@streambed/server'
-import { parseWorkerConfig, startWorkerApp } from '@streambed/worker-app'
 import { fail } from '../cli-io.js'
 import { findRedisServer, isLoopbackRedis, redisAnswers, spawnDevRedis } from '../dev-redis.js'
 
@@ -25,10 +23,17 @@ export const run = async (
   flags: ReadonlySet<string>,
   env: Env,
 ): Promise<void> => {
+  // Each app is loaded only if the command runs it: a server node never loads the worker's
+  // modules (its jobs, backups and merger), nor a worker the node's.
+  const serverApp = command === 'worker' ? null : await import('@streambed/server')
+  const workerApp = command === 'server' ? null : await import('@streambed/worker-app')
   // Parse everything the command needs first, so every configuration problem shows at once.
   const serverConfig =
-    command === 'worker' ? null : parseServerConfig(env, { requireAuthMode: command === 'server' })
-  const workerConfig = command === 'server' ? null : parseWorkerConfig(env)
+    serverApp?.parseServerConfig(env, {
+      requireAuthMode: command === 'server',
+      demoByDefault: command === 'all',
+    }) ?? null
+  const workerConfig = workerApp?.parseWorkerConfig(env) ?? null
   const config = serverConfig ?? workerConfig
   if (!config) throw new AppError('INTERNAL', 'no configuration')
   const logger = createLogger({ level: config.LOG_LEVEL, base: { pid: process.pid } })
@@ -51,11 +56,19 @@ export const run = async (
   }
 
   const registry = new Registry()
-  const server = serverConfig ? await startServer(serverConfig, logger, { registry }) : null
+  const server =
+    serverApp && serverConfig
+      ? await serverApp.startServer(serverConfig, logger, { registry })
+      : null
   // In `all` the worker shares the node's /metrics and does not listen on a port of its own.
-  const worker = workerConfig
-    ? await startWorkerApp(workerConfig, logger, server ? { listen: false, registry } : {})
-    : null
+  const worker =
+    workerApp && workerConfig
+      ? await workerApp.startWorkerApp(
+          workerConfig,
+          logger,
+          server ? { listen: false, registry } : {},
+        )
+      : null
   onShutdownSignal((signal) => {
     logger.info({ signal }, 'shutting down')
     Promise.all([server?.close(), worker?.close()]).then(

@@ -1,0 +1,3 @@
+export * from './config.js'
+export * from './signature.js'
+export * from './webhooks.js'
