@@ -2,12 +2,15 @@
  * `npm run bench -- [scenario ...] [--quick] [--record | --no-record]`
  *
  * Measures the floors (Redis, bare uWebSockets.js, Yjs) first, then runs the scenarios (default:
- * all) and prints their tables. Full runs append the results to docs/benchmarks.md; --quick runs
- * (about a minute, a smoke test) only when --record is given.
+ * all but the opt-in ones, see optIn) and prints their tables. Full runs append the results to
+ * docs/benchmarks.md; --quick runs (about a minute, a smoke test) only when --record is given.
+ * Recording runs then redraw the charts (docs/images/bench-*.svg) from docs/benchmarks.md;
+ * `npm run bench -- charts` only redraws them (no Redis, no compiled CLI needed).
  */
 import { existsSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { startRedisServer } from '@streambed/testing'
+import { writeBenchCharts } from './charts.js'
 import type { BenchContext, Scenario } from './framework.js'
 import { floorsTable, measureFloors } from './floors.js'
 import { record, repoRoot } from './stats.js'
@@ -23,17 +26,35 @@ const modules: Record<string, string> = {
   s6: './s6-compaction.js',
   s7: './s7-reconnect.js',
   memory: './memory.js',
+  wire: './s8-wire.js',
 }
+/** Scenarios run only when named: `wire` adds about 3 minutes (six fresh nodes). */
+const optIn = new Set(['wire'])
+const defaults = Object.keys(modules).filter((name) => !optIn.has(name))
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const save = args.includes('--record') || (!quick && !args.includes('--no-record'))
-const chosen = args.filter((a) => !a.startsWith('--'))
+const names = args.filter((a) => !a.startsWith('--'))
+// `charts` is a pseudo-scenario: redraw the charts from the recorded results.
+const charts = names.includes('charts')
+const chosen = names.filter((name) => name !== 'charts')
 for (const name of chosen) {
   if (!modules[name]) {
-    process.stderr.write(`unknown scenario "${name}"; known: ${Object.keys(modules).join(' ')}\n`)
+    process.stderr.write(
+      `unknown scenario "${name}"; known: ${Object.keys(modules).join(' ')} charts\n`,
+    )
     process.exit(64)
   }
+}
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
+const drawCharts = () => {
+  const { written } = writeBenchCharts()
+  log(`charts: ${written.map((f) => relative(repoRoot, f)).join(' ')}`)
+}
+if (charts && chosen.length === 0) {
+  drawCharts()
+  process.exit(0)
 }
 if (!existsSync(join(repoRoot, 'apps/cli/dist/main.js'))) {
   process.stderr.write(
@@ -42,7 +63,6 @@ if (!existsSync(join(repoRoot, 'apps/cli/dist/main.js'))) {
   process.exit(1)
 }
 const command = args.length > 0 ? `npm run bench -- ${args.join(' ')}` : 'npm run bench'
-const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
 const started = performance.now()
 
 log('measuring floors')
@@ -55,7 +75,7 @@ process.stdout.write(`\n## Floors\n\n${floorText}`)
 if (save) record('Floors', command, floorText)
 
 const ctx: BenchContext = { quick, floors, log, shared: new Map() }
-for (const name of chosen.length > 0 ? chosen : Object.keys(modules)) {
+for (const name of chosen.length > 0 ? chosen : defaults) {
   const scenario = ((await import(modules[name] as string)) as { default: Scenario }).default
   log(`${scenario.name}: ${scenario.title}`)
   const t = performance.now()
@@ -66,4 +86,5 @@ for (const name of chosen.length > 0 ? chosen : Object.keys(modules)) {
   )
   if (save) record(`${scenario.name.toUpperCase()} — ${scenario.title}`, command, result)
 }
+if (save || charts) drawCharts()
 log(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`)

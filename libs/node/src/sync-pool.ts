@@ -7,7 +7,11 @@ export interface PackedSyncJob {
   lengths: number[]
   clientStateVectors: Uint8Array[]
   baseline: boolean
+  stored: boolean
 }
+
+/** Reads with more parts than this are answered on a thread whatever their size. */
+export const THREAD_ABOVE_ENTRIES = 2000
 
 export interface SyncPool {
   compute(job: SyncJob): Promise<SyncAnswer>
@@ -41,7 +45,10 @@ export const createSyncPool = (opts: {
   return {
     compute: async (job) => {
       const bytes = job.parts.reduce((n, p) => n + p.length, 0)
-      if (!pool || bytes <= opts.threadAboveBytes) return computeSync(job)
+      // Many entries cost more than their bytes say (a long typing tail: 10 000 entries of ~20
+      // bytes take tens of milliseconds to merge and compact).
+      const large = bytes > opts.threadAboveBytes || job.parts.length > THREAD_ABOVE_ENTRIES
+      if (!pool || !large) return computeSync(job)
       // One buffer, moved rather than copied: cloning each part would copy the whole ArrayBuffer
       // behind it, and the updates read from Redis are views into larger reply buffers.
       const packed = new Uint8Array(bytes)
@@ -55,6 +62,7 @@ export const createSyncPool = (opts: {
         lengths: job.parts.map((p) => p.length),
         clientStateVectors: job.clientStateVectors,
         baseline: job.baseline,
+        stored: job.stored,
       }
       return (await pool.run(task, { transferList: [packed.buffer] })) as SyncAnswer
     },

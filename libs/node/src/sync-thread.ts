@@ -13,5 +13,6 @@ export default (job: PackedSyncJob): SyncAnswer => {
     parts,
     clientStateVectors: job.clientStateVectors,
     baseline: job.baseline,
+    stored: job.stored,
   })
 }

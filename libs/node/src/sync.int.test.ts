@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { type ErrorCode, describeError } from '@streambed/common'
 import { type DocStorage, createFsStorage } from '@streambed/storage'
 import { type DocStreams, createDocStreams, createKeys } from '@streambed/streams'
+import { mergeAll } from '@streambed/protocol'
 import { captureUpdate, uniquePrefix, useRedisServer } from '@streambed/testing'
 import { createNodeMetrics, type NodeMetrics } from './metrics.js'
 import { Sync } from './sync.js'
@@ -33,6 +34,7 @@ describe('Sync', () => {
       redis: fx.admin,
       keys: createKeys(uniquePrefix('sync')),
       queueShards: 1,
+      storage,
     })
     metrics = createNodeMetrics(new Registry())
     pool = createSyncPool({ threads: 0, threadAboveBytes: 0, idleMs: 0 })
@@ -107,6 +109,36 @@ describe('Sync', () => {
     await vi.waitFor(() => expect(empty.conn.state).toBe('live'))
     expect(empty.conn.takeBaseline()).toBeNull()
     expect(withContent.conn.takeBaseline()).not.toBeNull()
+  })
+
+  it('answers a join of a typing tail with about the bytes of the document, stored part or not', async () => {
+    // 2 000 one-character edits with typos fixed as they go, the first 500 compacted into storage.
+    const writer = new Y.Doc()
+    const updates: Uint8Array[] = []
+    writer.on('update', (u: Uint8Array) => updates.push(u))
+    const text = writer.getText('t')
+    for (let i = 0; i < 2000; i++) {
+      if (i % 40 === 39) text.delete(text.length - 2, 2)
+      else text.insert(text.length, 'the quick brown fox '[i % 20] as string)
+    }
+    const compacted = new Y.Doc()
+    for (const u of updates.slice(0, 500)) Y.applyUpdate(compacted, u)
+    await storage.compareAndSet('typed', null, {
+      state: Y.encodeStateAsUpdate(compacted),
+      watermark: '1-0',
+    })
+    for (const u of updates.slice(500)) await streams.append('typed', u, 'x/1')
+    const { conn, socket } = fakeConnection({ id: ids++, doc: 'typed' })
+    sync.request(conn, emptySv)
+    await vi.waitFor(() => expect(conn.state).toBe('live'))
+    const answer = socket.updates()[0] as Uint8Array
+    expect(textOf(answer)).toBe(text.toString())
+    const state = Y.encodeStateAsUpdate(writer)
+    expect(answer.length).toBeLessThanOrEqual(1.2 * state.length)
+    // Without the compaction the answer holds every edit as an item of its own.
+    expect(
+      mergeAll([Y.encodeStateAsUpdate(compacted), ...updates.slice(500)]).length,
+    ).toBeGreaterThan(3 * state.length)
   })
 
   it('rejects BAD_MESSAGE on a state vector that does not decode', async () => {

@@ -147,6 +147,7 @@ export class Sync {
       const svs = [...distinct.values()]
       const answer = await this.opts.pool.compute({
         parts: partsOf(read),
+        stored: read.stored !== null,
         clientStateVectors: svs,
         // A client with no content cannot send back anything redundant: no baseline for it.
         baseline: svs.some((sv) => !isEmptyStateVector(sv)),

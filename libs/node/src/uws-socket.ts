@@ -10,6 +10,11 @@ export interface UwsSocketOptions {
   maxBackpressureBytes: number
   /** A large message that makes no progress for this long marks the client as not reading. */
   maxStallMs: number
+  /**
+   * Messages of at least this many bytes (and at most FRAGMENT_BYTES: uWS does not compress
+   * fragments) are sent compressed when the client negotiated permessage-deflate; null: none.
+   */
+  compressMinBytes?: number | null
 }
 
 /** What the socket needs of the uWS user data. */
@@ -84,7 +89,9 @@ export class UwsSocket<D extends UwsSocketData> implements SocketLike {
         this.wait(messages, i + 1)
         return this.pump()
       }
-      if (this.ws.send(message, true, false) === 2) return false
+      const min = this.opts.compressMinBytes
+      const compress = min !== null && min !== undefined && message.length >= min
+      if (this.ws.send(message, true, compress) === 2) return false
     }
     return true
   }
