@@ -13,7 +13,7 @@ export const cliDir = fileURLToPath(new URL('../../', import.meta.url))
 
 /** `node <args> streambed <command>` running the TypeScript source, so tests need no build. */
 export const cliArgs = (command: string): string[] => [
-  '--conditions=source',
+  '--conditions=streambed-source',
   '--import',
   'tsx',
   fileURLToPath(new URL('../main.ts', import.meta.url)),
@@ -58,6 +58,11 @@ export const spawnNode = async (
     nodeArgs?: string[]
     /** Run the compiled CLI (see builtCliArgs) instead of the TypeScript source. */
     built?: boolean
+    /**
+     * false: return as soon as the process is spawned (port 0), for a process expected to die
+     * before it logs readiness (a worker with a crash hook may take a task first).
+     */
+    waitReady?: boolean
   } = {},
 ): Promise<SpawnedProcessNode> => {
   if (env.LOG_LEVEL && !['info', 'debug', 'trace'].includes(env.LOG_LEVEL)) {
@@ -92,12 +97,15 @@ export const spawnNode = async (
     },
   )
   void proc.exited.then(cleanUp)
-  // A worker alone logs "worker started" with its HTTP port; a node logs "server node listening".
-  const line = await proc.waitForLine(
-    opts.command === 'worker' ? /"msg":"worker started"/ : /server node listening/,
-  )
-  if (opts.command === 'all') await proc.waitForLine(/"msg":"worker started"/)
-  const port = (JSON.parse(line) as { port: number }).port
+  let port = 0
+  if (opts.waitReady !== false) {
+    // A worker alone logs "worker started" with its HTTP port; a node logs "server node listening".
+    const line = await proc.waitForLine(
+      opts.command === 'worker' ? /"msg":"worker started"/ : /server node listening/,
+    )
+    if (opts.command === 'all') await proc.waitForLine(/"msg":"worker started"/)
+    port = (JSON.parse(line) as { port: number }).port
+  }
   const crash = async () => {
     await proc.kill('SIGKILL')
   }
