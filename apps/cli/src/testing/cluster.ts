@@ -11,7 +11,7 @@ import { Redis } from 'ioredis'
 import * as Y from 'yjs'
 import { type RedisCluster, startProcess, type TestClient } from '@streambed/testing'
 import { fastCompaction } from '@streambed/worker-app/testing'
-import { cliArgs, cliDir, type SpawnedProcessNode } from './nodes.js'
+import { cliArgs, cliDir, spawnedNode, type SpawnedProcessNode } from './nodes.js'
 
 /** The environment of every process of a deployment on `cluster`: one prefix, one storage dir. */
 export const clusterEnv = (
@@ -67,22 +67,7 @@ export const spawnClusterProcess = async (
     await proc.kill('SIGKILL')
     throw err
   }
-  const port = (JSON.parse(line) as { port: number }).port
-  const crash = async () => {
-    await proc.kill('SIGKILL')
-  }
-  return {
-    nodeId,
-    port,
-    url: `ws://127.0.0.1:${port}`,
-    httpUrl: `http://127.0.0.1:${port}`,
-    proc,
-    crash,
-    stop: async () => {
-      await proc.kill('SIGTERM')
-    },
-    [Symbol.asyncDispose]: crash,
-  }
+  return spawnedNode(nodeId, (JSON.parse(line) as { port: number }).port, proc)
 }
 
 export interface ClusterDeployment {

@@ -106,6 +106,15 @@ export const spawnNode = async (
     if (opts.command === 'all') await proc.waitForLine(/"msg":"worker started"/)
     port = (JSON.parse(line) as { port: number }).port
   }
+  return spawnedNode(nodeId, port, proc)
+}
+
+/** The handle of a started `streambed` process listening on `port`. */
+export const spawnedNode = (
+  nodeId: string,
+  port: number,
+  proc: ManagedProcess,
+): SpawnedProcessNode => {
   const crash = async () => {
     await proc.kill('SIGKILL')
   }
