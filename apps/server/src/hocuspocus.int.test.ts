@@ -580,6 +580,30 @@ describe('stateless messages', () => {
   })
 })
 
+describe('stateless limits', () => {
+  it('closes only the document of a stateless message above AWARENESS_MAX_STATE_BYTES (4413)', async () => {
+    const prefix = uniquePrefix('hp-stateless-big')
+    await using a = await startTestNode(env(prefix, { AWARENESS_MAX_STATE_BYTES: '1024' }))
+    const socket = hpSocket(a.url)
+    const sender = attachHp(socket, 'big/doc')
+    const kept = attachHp(socket, 'big/kept')
+    const listener = connectHp(a.url, 'big/doc')
+    await Promise.all([sender, kept, listener].map((c) => c.synced()))
+    sender.provider.sendStateless('x'.repeat(2048))
+    await vi.waitFor(() =>
+      expect(sender.closes.map((c) => c.reason)).toContainEqual(expect.stringMatching(/^4413: /)),
+    )
+    expect(listener.stateless).toEqual([])
+    // The socket and its other document go on.
+    kept.doc.getText('text').insert(0, 'still here')
+    const reader = connectHp(a.url, 'big/kept')
+    await reader.synced()
+    await vi.waitFor(() => expect(textOf(reader.doc)).toBe('still here'))
+    for (const c of [sender, kept, listener, reader]) c.destroy()
+    socket.destroy()
+  })
+})
+
 describe('SyncStatus', () => {
   it('clears hasUnsyncedChanges only once the update is in Redis', async () => {
     const prefix = uniquePrefix('hp-status')

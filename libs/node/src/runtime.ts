@@ -1,4 +1,4 @@
-import { CloseCode, describeError, type Logger, sleep } from '@streambed/common'
+import { AppError, CloseCode, describeError, type Logger, sleep } from '@streambed/common'
 import { type ClientMessage, decodeMessage } from '@streambed/protocol'
 import type { DocStorage } from '@streambed/storage'
 import type { AppendResult, AwarenessStore, DocStreams, Keys, Redis } from '@streambed/streams'
@@ -270,10 +270,22 @@ export class NodeRuntime {
   /**
    * A Hocuspocus stateless message from `conn`, published on the document's channel: every node
    * serving the document (this one too) hands it to the document's other sockets (FanOut).
-   * Ephemeral like awareness: a failed publish is logged, not retried.
+   * Ephemeral like awareness: a failed publish is logged, not retried. Held to the awareness
+   * state limit (AWARENESS_MAX_STATE_BYTES): a larger one closes the socket with 4413, as an
+   * oversized awareness state does, rather than be copied to every node.
    */
   relayStateless(conn: Connection, payload: Uint8Array): void {
     if (conn.closed) return
+    if (payload.length > this.limits.awarenessMaxStateBytes) {
+      this.reject(
+        conn,
+        new AppError(
+          'TOO_LARGE',
+          `stateless message of ${payload.length} bytes is above AWARENESS_MAX_STATE_BYTES (${this.limits.awarenessMaxStateBytes})`,
+        ),
+      )
+      return
+    }
     const { redis, keys, logger } = this.opts
     redis
       .spublish(keys.channel(conn.doc), encodeStatelessMessage(conn.origin, payload))
