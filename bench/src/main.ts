@@ -27,9 +27,13 @@ const modules: Record<string, string> = {
   s7: './s7-reconnect.js',
   memory: './memory.js',
   wire: './s8-wire.js',
+  recovery: './recovery.js',
 }
-/** Scenarios run only when named: `wire` adds about 3 minutes (six fresh nodes). */
-const optIn = new Set(['wire'])
+/**
+ * Scenarios run only when named: `wire` adds about 3 minutes (six fresh nodes), `recovery` several
+ * (backups and restores of 10 000 documents).
+ */
+const optIn = new Set(['wire', 'recovery'])
 const defaults = Object.keys(modules).filter((name) => !optIn.has(name))
 
 const args = process.argv.slice(2)
