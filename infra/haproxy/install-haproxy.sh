@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes `haproxy` available to the tests that run a real balancer (ensureHaproxy in
-# libs/testing/src/haproxy.ts: the rolling-restart test, infra/tests) and prints its path on stdout. Idempotent: a haproxy on PATH,
+# libs/testing/src/tools.ts: the rolling-restart test, infra/tests) and prints its path on stdout. Idempotent: a haproxy on PATH,
 # or one this script extracted before, is used as is. Otherwise it fetches Debian's `haproxy`
 # package, and the libraries it needs that are not installed, with `apt-get download` (running
 # `apt-get update` first when the package lists lack them, which needs root) and extracts them

@@ -1,22 +1,10 @@
 import { spawnSync } from 'node:child_process'
+import { ensureTool } from '@streambed/testing'
 import { repoPath } from './repo.js'
 
-/**
- * The path of a promtool, installing one with infra/prometheus/install-promtool.sh when none is
- * there (idempotent: a promtool on PATH or one installed before is used as is).
- */
-export const ensurePromtool = (): string => {
-  const script = repoPath('infra', 'prometheus', 'install-promtool.sh')
-  const r = spawnSync('bash', [script], { encoding: 'utf8', timeout: 280_000 })
-  const path = r.stdout?.trim().split('\n').at(-1)
-  if (r.status !== 0 || !path) {
-    throw new Error(
-      `promtool is missing and ${script} could not install it (exit ${String(r.status)}):\n` +
-        `${r.stderr ?? ''}${r.error ? String(r.error) : ''}`,
-    )
-  }
-  return path
-}
+/** promtool, installed with infra/prometheus/install-promtool.sh when none is there. */
+export const ensurePromtool = (): string =>
+  ensureTool('promtool', 'infra/prometheus/install-promtool.sh')
 
 /** Runs promtool (synchronously): its exit code and output. */
 export const runPromtool = (

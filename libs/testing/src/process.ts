@@ -82,3 +82,13 @@ export const startProcess = (
     },
   }
 }
+
+/**
+ * SIGKILLs `proc` if the test process exits first (a test that timed out never reaches its
+ * cleanup, and a child left behind keeps its port and burns the shared cores).
+ */
+export const killOnExit = (proc: ManagedProcess): void => {
+  const kill = () => proc.child.kill('SIGKILL')
+  process.once('exit', kill)
+  void proc.exited.then(() => process.off('exit', kill))
+}

@@ -9,9 +9,9 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import * as Y from 'yjs'
-import { type RedisCluster, startProcess, type TestClient } from '@streambed/testing'
+import { type RedisCluster, type TestClient } from '@streambed/testing'
 import { fastCompaction } from '@streambed/worker-app/testing'
-import { cliArgs, cliDir, spawnedNode, type SpawnedProcessNode } from './nodes.js'
+import { spawnNode, type SpawnedProcessNode } from './nodes.js'
 
 /** The environment of every process of a deployment on `cluster`: one prefix, one storage dir. */
 export const clusterEnv = (
@@ -33,41 +33,17 @@ export const clusterEnv = (
 let counter = 0
 
 /**
- * `streambed server` or `streambed worker` as a child process, as `spawnNode` starts it, but
- * waiting up to `startTimeoutMs` for it to listen: a cluster test starts several processes next to
- * six Redis servers on two shared cores, and tsx compiles the source in each.
+ * `streambed server` or `streambed worker` as a child process (spawnNode) with a long start
+ * timeout: a cluster test starts several processes next to six Redis servers on two shared cores,
+ * and tsx compiles the source in each.
  */
-export const spawnClusterProcess = async (
+export const spawnClusterProcess = (
   env: Record<string, string>,
   command: 'server' | 'worker',
   startTimeoutMs = 120_000,
 ): Promise<SpawnedProcessNode> => {
   const nodeId = env.NODE_ID ?? `cluster-${command}-${process.pid}-${counter++}`
-  const proc = startProcess(process.execPath, cliArgs(command), {
-    cwd: cliDir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-      AUTH_MODE: 'none',
-      NODE_ID: nodeId,
-      WORKER_ID: nodeId,
-      ...env,
-    },
-  })
-  let line: string
-  try {
-    line = await proc.waitForLine(
-      command === 'worker' ? /"msg":"worker started"/ : /server node listening/,
-      startTimeoutMs,
-    )
-  } catch (err) {
-    await proc.kill('SIGKILL')
-    throw err
-  }
-  return spawnedNode(nodeId, (JSON.parse(line) as { port: number }).port, proc)
+  return spawnNode({ NODE_ID: nodeId, WORKER_ID: nodeId, ...env }, { command, startTimeoutMs })
 }
 
 export interface ClusterDeployment {

@@ -9,8 +9,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { ensureHaproxy, freePort, startProcess, type ManagedProcess } from '@streambed/testing'
-import { killOnExit } from './cli-process.js'
+import {
+  ensureHaproxy,
+  freePort,
+  killOnExit,
+  startProcess,
+  type ManagedProcess,
+} from '@streambed/testing'
 
 const repoFile = (path: string) => fileURLToPath(new URL(`../../../../${path}`, import.meta.url))
 

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startProcess, type ManagedProcess } from '@streambed/testing'
+import { killOnExit, startProcess, type ManagedProcess } from '@streambed/testing'
 
 /** The package directory (apps/cli): the working directory of the processes started here. */
 export const cliDir = fileURLToPath(new URL('../../', import.meta.url))
@@ -63,6 +63,10 @@ export const spawnNode = async (
      * before it logs readiness (a worker with a crash hook may take a task first).
      */
     waitReady?: boolean
+    /** How long the start may take before the process is killed and this throws; default 20 s. */
+    startTimeoutMs?: number
+    /** SIGKILL the process if the test process exits first (see killOnExit). */
+    killOnExit?: boolean
   } = {},
 ): Promise<SpawnedProcessNode> => {
   if (env.LOG_LEVEL && !['info', 'debug', 'trace'].includes(env.LOG_LEVEL)) {
@@ -97,24 +101,24 @@ export const spawnNode = async (
     },
   )
   void proc.exited.then(cleanUp)
+  if (opts.killOnExit) killOnExit(proc)
   let port = 0
   if (opts.waitReady !== false) {
-    // A worker alone logs "worker started" with its HTTP port; a node logs "server node listening".
-    const line = await proc.waitForLine(
-      opts.command === 'worker' ? /"msg":"worker started"/ : /server node listening/,
-    )
-    if (opts.command === 'all') await proc.waitForLine(/"msg":"worker started"/)
-    port = (JSON.parse(line) as { port: number }).port
+    try {
+      // A worker alone logs "worker started" with its HTTP port; a node logs "server node
+      // listening".
+      const line = await proc.waitForLine(
+        opts.command === 'worker' ? /"msg":"worker started"/ : /server node listening/,
+        opts.startTimeoutMs,
+      )
+      if (opts.command === 'all')
+        await proc.waitForLine(/"msg":"worker started"/, opts.startTimeoutMs)
+      port = (JSON.parse(line) as { port: number }).port
+    } catch (err) {
+      await proc.kill('SIGKILL')
+      throw err
+    }
   }
-  return spawnedNode(nodeId, port, proc)
-}
-
-/** The handle of a started `streambed` process listening on `port`. */
-export const spawnedNode = (
-  nodeId: string,
-  port: number,
-  proc: ManagedProcess,
-): SpawnedProcessNode => {
   const crash = async () => {
     await proc.kill('SIGKILL')
   }
