@@ -174,5 +174,18 @@ export const fetchMetrics = async (httpUrl: string): Promise<string> => {
   return res.text()
 }
 
+/**
+ * Waits (up to 10 s) until the node at `httpUrl` holds no socket and no document: the sockets of
+ * a warm-up closed and their documents lingered out.
+ */
+export const waitForIdleNode = async (httpUrl: string): Promise<void> => {
+  for (let i = 0; i < 100; i++) {
+    const m = await fetchMetrics(httpUrl)
+    if (metricValue(m, 'streambed_connections') + metricValue(m, 'streambed_docs_open') === 0)
+      return
+    await sleep(100)
+  }
+}
+
 export const mib = (bytes: number): string => fmt(bytes / 2 ** 20, 1)
 export const kib = (bytes: number): string => fmt(bytes / 1024, 2)

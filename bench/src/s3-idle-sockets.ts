@@ -16,6 +16,7 @@ import {
   mib,
   settledRss,
   startProbedNode,
+  waitForIdleNode,
 } from './memory-probe.js'
 import { sleep } from './load.js'
 import { Ledger, openPeers } from './peers.js'
@@ -108,12 +109,7 @@ const measure = async (asked: number, ctx: BenchContext): Promise<Result> => {
       new Ledger(),
     )
     warm.close()
-    for (let i = 0; i < 100; i++) {
-      const m = await fetchMetrics(node.httpUrl)
-      if (metricValue(m, 'streambed_connections') + metricValue(m, 'streambed_docs_open') === 0)
-        break
-      await sleep(100)
-    }
+    await waitForIdleNode(node.httpUrl)
     await inspector.collectGarbage()
     const rssBefore = await settledRss(pid)
     const heapBefore = await inspector.heap()

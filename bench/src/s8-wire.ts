@@ -21,14 +21,7 @@ import type { SpawnedProcessNode } from '@streambed/cli/testing'
 import { spawnBuilt, startCluster, type Cluster } from './cluster.js'
 import type { BenchContext, Scenario } from './framework.js'
 import { pace, sleep } from './load.js'
-import {
-  connectInspector,
-  fetchMetrics,
-  inspectEnv,
-  kib,
-  metricValue,
-  settledRss,
-} from './memory-probe.js'
+import { connectInspector, inspectEnv, kib, settledRss, waitForIdleNode } from './memory-probe.js'
 import { cpuSeconds, rssBytes } from './proc.js'
 import { fmt, summary, table, type Row } from './stats.js'
 import { paperLikeTrace } from './traces.js'
@@ -318,12 +311,7 @@ const measureIdle = async (
     // Warm-up: code compiled and pools allocated once are not per-socket costs.
     const warm = await open(docs.slice(0, 10))
     for (const c of warm) c.close()
-    for (let i = 0; i < 100; i++) {
-      const m = await fetchMetrics(node.httpUrl)
-      if (metricValue(m, 'streambed_connections') + metricValue(m, 'streambed_docs_open') === 0)
-        break
-      await sleep(100)
-    }
+    await waitForIdleNode(node.httpUrl)
     await inspector.collectGarbage()
     const rssBefore = await settledRss(pid)
     const clients = await open(docs)
