@@ -65,6 +65,14 @@ describe('compareIds', () => {
   it('throws on a malformed id', () => {
     expect(() => compareIds('1-0', 'nope')).toThrow(TypeError)
     expect(() => compareIds('nope', '1-0')).toThrow(TypeError)
+    for (const bad of ['', '-', '1-', '-1', '1-2-3', '1--2', ' 1-2', '1-2 ', '1.5-0', '+1-0', '1-x'])
+      expect(() => compareIds(bad, '1-0'), JSON.stringify(bad)).toThrow(TypeError)
+  })
+
+  it('ignores leading zeros, as Redis does', () => {
+    expect(compareIds('007-01', '7-1')).toBe(0)
+    expect(compareIds('00-0', '0-0')).toBe(0)
+    expect(compareIds('010-0', '9-0')).toBeGreaterThan(0)
   })
 
   // Redis sequence numbers are 64-bit; Number() would lose precision above 2^53.
