@@ -124,6 +124,11 @@ describe('parseServerConfig', () => {
     )
   })
 
+  it('turns hop tracing on only with a TRACE_HOPS file', () => {
+    expect(parseServerConfig({}).TRACE_HOPS).toBeUndefined()
+    expect(parseServerConfig({ TRACE_HOPS: '/tmp/hops.csv' }).TRACE_HOPS).toBe('/tmp/hops.csv')
+  })
+
   it('treats empty variables as unset', () => {
     expect(parseServerConfig({ PORT: '', REDIS_URL: '', AUTH_MODE: '' })).toMatchObject({
       PORT: 8080,

@@ -93,6 +93,7 @@ export const serverConfigSchema = (opts: ServerConfigOptions = {}) =>
         form: 'a token of at least 16 characters',
       }),
       DEMO: envEnum(['on', 'off'], { default: opts.demoByDefault ? 'on' : 'off' }),
+      TRACE_HOPS: envOptional(),
       ALLOWED_ORIGINS: envOptional({
         pattern: /^(\*|(https?:\/\/[^\s/,]+\/?)(\s*,\s*https?:\/\/[^\s/,]+\/?)*)$/,
         form: '* or a comma-separated list of origins like https://app.example.com,http://localhost:5173',
@@ -195,6 +196,7 @@ export const nodeSettingsOf = (
   metricsPort: c.METRICS_PORT < 0 ? null : c.METRICS_PORT,
   metricsToken: c.METRICS_TOKEN ?? null,
   allowedOrigins: allowedOriginsOf(c),
+  traceHopsFile: c.TRACE_HOPS ?? null,
   limits: {
     awarenessMaxStateBytes: c.AWARENESS_MAX_STATE_BYTES,
     awarenessMaxClientsPerConnection: c.AWARENESS_MAX_CLIENTS_PER_SOCKET,

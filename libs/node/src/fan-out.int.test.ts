@@ -126,6 +126,17 @@ describe('FanOut', () => {
     await vi.waitFor(() => expect(socket.updates()).toEqual([marks[7]]))
   })
 
+  it('delivers doorbells that arrive during a catch-up after it, in order and once', async () => {
+    const { keys, streams, fanOut, connect } = await setup()
+    const { socket } = await connect()
+    await appendSilently(keys, 'd', marks[1]!)
+    fanOut.catchUpAll()
+    await streams.append('d', marks[2]!, 'x/2')
+    await streams.append('d', marks[3]!, 'x/2')
+    await vi.waitFor(() => expect(socket.updates()).toHaveLength(3))
+    expect(socket.updates()).toEqual(marks.slice(1, 4))
+  })
+
   it('relays awareness from the channel to every connection of the document', async () => {
     const { keys, connect } = await setup()
     const a = await connect()

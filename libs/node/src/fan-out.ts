@@ -15,6 +15,7 @@ import {
   redisError,
 } from '@streambed/streams'
 import type { Connection } from './connection.js'
+import type { HopTrace } from './hop-trace.js'
 import type { NodeMetrics } from './metrics.js'
 
 /**
@@ -29,6 +30,8 @@ interface LiveDoc {
   readonly ready: Promise<void>
   /** Serialises doorbell handling and gap fills, so entries are delivered once and in order. */
   chain: Promise<void>
+  /** Tasks on `chain` not finished yet (the subscription counts as one until it settles). */
+  queued: number
   lingerTimer: NodeJS.Timeout | undefined
   retryTimer: NodeJS.Timeout | undefined
 }
@@ -46,6 +49,8 @@ export interface FanOutOptions {
   lingerMs: number
   /** Delay before retrying a delivery that failed (Redis away); default 500 ms. */
   retryMs?: number
+  /** Hop timestamps (TRACE_HOPS); null: off. */
+  trace?: HopTrace | null
 }
 
 /** After the subscriber reconnects, catch up again this much later (resubscription may lag). */
@@ -176,13 +181,16 @@ export class FanOut {
         doc.lastId = lastId
       }),
       chain: Promise.resolve(),
+      queued: 1,
       lingerTimer: undefined,
       retryTimer: undefined,
     }
-    doc.chain = doc.ready.catch(() => {
-      // A document that failed to subscribe is dropped; its connections are closed by the runtime.
-      if (this.docs.get(name) === doc) this.docs.delete(name)
-    })
+    doc.chain = doc.ready
+      .catch(() => {
+        // A document that failed to subscribe is dropped; its connections are closed by the runtime.
+        if (this.docs.get(name) === doc) this.docs.delete(name)
+      })
+      .finally(() => doc.queued--)
     this.docs.set(name, doc)
     this.opts.metrics.docsOpen.set(this.docs.size)
     return doc
@@ -200,6 +208,7 @@ export class FanOut {
   }
 
   private onChannelMessage(channel: Buffer, message: Buffer): void {
+    const rung = this.opts.trace ? this.opts.trace.now() : 0
     const key = this.opts.keys.decode(channel.toString('utf8'))
     if (key?.kind !== 'c') return
     const doc = this.docs.get(key.doc)
@@ -232,17 +241,27 @@ export class FanOut {
       this.opts.metrics.messagesSent.inc({ type: 'stateless' }, sent)
       return
     }
+    if (doc.queued === 0 && msg.update && msg.prev === doc.lastId) {
+      // The next entry, inline, and nothing queued before it: delivered now rather than on the
+      // chain (a promise hop later). Its id is above `prev`, so above `lastId`.
+      try {
+        this.deliver(doc, [{ id: msg.id, update: msg.update, origin: msg.origin }], rung)
+      } catch (err) {
+        this.failed(doc, err)
+      }
+      return
+    }
     this.enqueue(doc, async () => {
       if (compareIds(msg.id, doc.lastId) <= 0) return
       // The entry before this one is older than one delivered here: entries this node delivered
       // are gone.
       if (compareIds(msg.prev, doc.lastId) < 0) this.lostDelivered(doc, msg.prev)
       if (msg.update && msg.prev === doc.lastId) {
-        this.deliver(doc, [{ id: msg.id, update: msg.update, origin: msg.origin }])
+        this.deliver(doc, [{ id: msg.id, update: msg.update, origin: msg.origin }], rung)
         return
       }
       this.opts.metrics.gapFills.inc()
-      await this.fill(doc)
+      await this.fill(doc, rung)
     })
   }
 
@@ -252,20 +271,27 @@ export class FanOut {
   }
 
   private enqueue(doc: LiveDoc, task: () => Promise<void>): void {
-    doc.chain = doc.chain.then(task).catch((err: unknown) => {
-      // Redis failed mid-fill: try again shortly; the doorbell that triggered it may be lost.
-      this.opts.logger.warn({ err, doc: doc.name }, 'delivery failed; retrying')
-      if (!doc.retryTimer) {
-        doc.retryTimer = setTimeout(() => {
-          doc.retryTimer = undefined
-          if (this.docs.get(doc.name) === doc) this.enqueue(doc, () => this.fill(doc))
-        }, this.opts.retryMs ?? 500)
-        doc.retryTimer.unref()
-      }
-    })
+    doc.queued++
+    doc.chain = doc.chain
+      .then(task)
+      .catch((err: unknown) => this.failed(doc, err))
+      .finally(() => doc.queued--)
   }
 
-  private async fill(doc: LiveDoc): Promise<void> {
+  /** A delivery failed (Redis failed mid-fill): try again shortly; its doorbell may be lost. */
+  private failed(doc: LiveDoc, err: unknown): void {
+    this.opts.logger.warn({ err, doc: doc.name }, 'delivery failed; retrying')
+    if (!doc.retryTimer) {
+      doc.retryTimer = setTimeout(() => {
+        doc.retryTimer = undefined
+        if (this.docs.get(doc.name) === doc) this.enqueue(doc, () => this.fill(doc))
+      }, this.opts.retryMs ?? 500)
+      doc.retryTimer.unref()
+    }
+  }
+
+  /** `rung`: when the doorbell that asked for this fill arrived (hop trace; 0: none). */
+  private async fill(doc: LiveDoc, rung = 0): Promise<void> {
     const tail = await this.opts.streams.readTail(doc.name, doc.lastId)
     if (hasHoleAfter(doc.lastId, tail.trimmed)) {
       // Entries this node never delivered were compacted and trimmed meanwhile (the node lagged
@@ -289,7 +315,7 @@ export class FanOut {
       this.lostDelivered(doc, tail.last)
       return
     }
-    this.deliver(doc, tail.entries)
+    this.deliver(doc, tail.entries, rung)
   }
 
   /**
@@ -307,13 +333,19 @@ export class FanOut {
     doc.lastId = last
   }
 
-  private deliver(doc: LiveDoc, entries: readonly StreamEntry[]): void {
+  private deliver(doc: LiveDoc, entries: readonly StreamEntry[], rung = 0): void {
     const last = entries[entries.length - 1]
     if (!last) return
+    const trace = this.opts.trace
+    const read = trace ? trace.now() : 0
     doc.lastId = last.id
     const encoded = entries.map((e) => encodeSyncUpdate(e.update))
     for (const conn of doc.conns) conn.deliver(entries, encoded)
     this.opts.metrics.messagesSent.inc({ type: 'update' }, entries.length * doc.conns.size)
+    if (trace) {
+      const sent = trace.now()
+      for (const e of entries) trace.delivered(e.id, rung, read, sent)
+    }
   }
 
   /**

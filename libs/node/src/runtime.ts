@@ -21,6 +21,7 @@ import {
 import type { Grant } from './auth.js'
 import { Connection, type SocketLike } from './connection.js'
 import { FanOut } from './fan-out.js'
+import type { HopTrace } from './hop-trace.js'
 import type { NodeMetrics } from './metrics.js'
 import { Presence } from './presence.js'
 import { Sync } from './sync.js'
@@ -93,6 +94,8 @@ export interface RuntimeOptions {
    * deleted: an error fails the request, and a retry announces it again (at least once).
    */
   announceDelete?: (doc: string) => Promise<void>
+  /** Hop timestamps of the cross-node path (TRACE_HOPS); null or absent: off. */
+  trace?: HopTrace | null
 }
 
 /**
@@ -103,6 +106,8 @@ export interface RuntimeOptions {
  */
 export class NodeRuntime {
   readonly nodeId: string
+  /** See RuntimeOptions.trace. */
+  readonly trace: HopTrace | null
   /**
    * Prefix of the origin written into stream entries: the node id plus a per-process token, so
    * that two processes misconfigured with one NODE_ID still never suppress each other's updates.
@@ -123,6 +128,7 @@ export class NodeRuntime {
   constructor(opts: RuntimeOptions) {
     this.opts = opts
     this.nodeId = opts.nodeId
+    this.trace = opts.trace ?? null
     this.originPrefix = `${opts.nodeId}~${Math.random().toString(36).slice(2, 8)}`
     const limits = (this.limits = { ...defaultLimits, ...opts.limits })
     const { redis, keys, streams, logger, metrics } = opts
@@ -135,6 +141,7 @@ export class NodeRuntime {
       logger,
       metrics,
       lingerMs: limits.docLingerMs,
+      trace: this.trace,
     })
     this.presence = new Presence({
       redis,
@@ -157,6 +164,7 @@ export class NodeRuntime {
       maxQueuedBytes: limits.maxQueuedBytes,
       lastSeenId: (doc) => this.fanOut.lastId(doc),
       reject,
+      trace: this.trace,
     })
     this.syncPool = createSyncPool({
       threads: limits.syncThreads,
@@ -390,5 +398,6 @@ export class NodeRuntime {
     await this.presence.stop()
     await this.fanOut.close()
     await this.syncPool.close()
+    await this.trace?.close()
   }
 }

@@ -13,6 +13,7 @@ import {
 import { createAdmission } from './admission.js'
 import { type AuthOptions, createAuthenticator } from './auth.js'
 import { mountHttpApi, mountOpsRoutes, type OpsAccess } from './http-api.js'
+import { HopTrace } from './hop-trace.js'
 import { createNodeMetrics } from './metrics.js'
 import { KeyedBuckets } from './rate-limit.js'
 import { RevocationGuard } from './revocation-guard.js'
@@ -72,6 +73,8 @@ export interface ServerNodeOptions {
   limits?: Partial<RuntimeLimits>
   /** See RuntimeOptions.announceDelete. */
   announceDelete?: (doc: string) => Promise<void>
+  /** Append hop timestamps of every update to this file (TRACE_HOPS, see HopTrace); null: off. */
+  traceHopsFile?: string | null
 }
 
 export interface ServerNode {
@@ -160,7 +163,8 @@ export const startServerNode = async (opts: ServerNodeOptions): Promise<ServerNo
   })
   const staleMs = opts.limits?.awarenessTimeoutMs ?? 30_000
   const awareness = createAwarenessStore({ redis, keys, hashTtlMs: 2 * staleMs, staleMs })
-  const runtime = new NodeRuntime({ ...opts, keys, streams, awareness, metrics })
+  const trace = opts.traceHopsFile ? new HopTrace(opts.traceHopsFile, opts.nodeId, logger) : null
+  const runtime = new NodeRuntime({ ...opts, keys, streams, awareness, metrics, trace })
   await runtime.start()
   const { admission, revocations } = await admissionFor(opts, runtime, keys)
   let draining = false

@@ -3,6 +3,7 @@ import { AppError, type StreamId, ZERO_ID, maxId } from '@streambed/common'
 import { addsNothing, disjointShapes, inspectUpdate, type UpdateShape } from '@streambed/protocol'
 import type { AppendResult, DocStreams } from '@streambed/streams'
 import type { Connection, QueuedUpdate } from './connection.js'
+import type { HopTrace } from './hop-trace.js'
 import type { NodeMetrics } from './metrics.js'
 
 export interface WritePathOptions {
@@ -16,6 +17,8 @@ export interface WritePathOptions {
   lastSeenId: (doc: string) => StreamId
   /** Closes a connection with the close code of `err` (the runtime's single translation). */
   reject: (conn: Connection, err: unknown) => void
+  /** Hop timestamps (TRACE_HOPS); null: off. */
+  trace?: HopTrace | null
 }
 
 /**
@@ -116,10 +119,14 @@ export class WritePath {
     }
     // Updates per batch: one each, or all of them merged into one.
     const updatesPerBatch = batches.length === items.length ? 1 : items.length
+    const trace = this.opts.trace
+    // Set only while the socket's message callback runs: an update queued behind a slot has none.
+    const frameIn = trace ? trace.frameIn : 0
     this.track(
       (async () => {
         for (const { update, shape } of batches) {
           const started = performance.now()
+          const validated = trace ? trace.now() : 0
           // New ids must stay above everything this node saw of the document (the Redis clock
           // may be behind the stored watermark after Redis lost the document's meta hash).
           const floor = maxId(conn.syncedUpTo, this.opts.lastSeenId(conn.doc))
@@ -127,6 +134,7 @@ export class WritePath {
             floor,
             shape,
           })
+          if (trace && result) trace.appended(result.id, shape, frameIn, validated, trace.now())
           this.appended(result, updatesPerBatch, update.length, started)
           conn.acknowledge(updatesPerBatch, true)
         }

@@ -247,8 +247,13 @@ export const wsBehavior = (opts: WsBehaviorOptions): WebSocketBehavior<SocketDat
         const why = `message of ${message.byteLength} bytes exceeds WS_MAX_MESSAGE_BYTES (${limit})`
         return runtime.reject(conn, new AppError('TOO_LARGE', why))
       }
+      // Hop trace: the frame's arrival, for an update appended while this callback runs.
+      const trace = runtime.trace
+      if (trace) trace.frameIn = trace.now()
       // The ArrayBuffer is only valid during this callback: copy it.
-      if (!data.inbox?.push(new Uint8Array(message.slice(0)))) {
+      const accepted = data.inbox?.push(new Uint8Array(message.slice(0)))
+      if (trace) trace.frameIn = 0
+      if (!accepted) {
         const why = `sends more than WS_MAX_MESSAGES_PER_SECOND (${opts.maxMessagesPerSecond}) or WS_MAX_BYTES_PER_SECOND (${opts.maxBytesPerSecond}) for ${MAX_HELD_SECONDS} s`
         runtime.reject(conn, new AppError('RATE_LIMITED', why))
       }
