@@ -268,6 +268,27 @@ describe('chart data', () => {
     expect(panels[1]!.groups).toEqual(['fs · 1 worker'])
   })
 
+  it('S6: a panel of docs/s per worker by backend and WORKER_BATCH_SIZE (group commit)', () => {
+    const withBackends = `${fixture}
+**Group commit per backend** (1000 small docs, 1 worker).
+
+| storage | WORKER_BATCH_SIZE | docs/s per worker | durable p95 ms |
+| --- | --- | --- | --- |
+| fs | 1 | 220 | 650 |
+| fs | 64 | 900 | 640 |
+| Postgres | 1 | 388 | 677 |
+| Postgres | 64 | 1100 | 646 |
+`
+    const s6 = chartsFromMarkdown(withBackends).find((c) => c.name === 's6')
+    const panel = s6?.panels.at(-1) as BarPanel
+    expect(panel.heading).toBe('group commit per backend: small docs, 1 worker')
+    expect(panel.groups).toEqual(['fs', 'Postgres'])
+    expect(panel.series.map((x) => [x.name, x.values])).toEqual([
+      ['WORKER_BATCH_SIZE=1', [220, 388]],
+      ['WORKER_BATCH_SIZE=64', [900, 1100]],
+    ])
+  })
+
   it('skips scenarios without a section or without the columns it needs', () => {
     const names = chartsFromMarkdown(fixture.replaceAll('| updates/s |', '| rate |')).map(
       (c) => c.name,

@@ -502,6 +502,31 @@ export const s6Chart = (s: Section): Chart | undefined => {
       height: 200,
     })
   }
+  const perBackend = findTable(s, ['storage', 'WORKER_BATCH_SIZE', 'docs/s per worker'])
+  if (perBackend) {
+    const storages = column(perBackend, 'storage') ?? []
+    const batches = numbers(perBackend, 'WORKER_BATCH_SIZE') ?? []
+    const rate = numbers(perBackend, 'docs/s per worker') ?? []
+    const groups = [...new Set(storages)]
+    const palette = [colors.grey, colors.green, colors.blue, colors.orange]
+    panels.push({
+      kind: 'bar',
+      heading: 'group commit per backend: small docs, 1 worker',
+      xLabel: 'backend',
+      yLabel: 'documents/s per worker',
+      groups,
+      series: [...new Set(batches)].map((batch, k) => ({
+        name: `WORKER_BATCH_SIZE=${batch}`,
+        color: palette[k % palette.length] ?? colors.grey,
+        values: groups.map((g) => {
+          const i = storages.findIndex((st, j) => st === g && batches[j] === batch)
+          return i < 0 ? NaN : (rate[i] ?? NaN)
+        }),
+      })),
+      refs: [],
+      height: 200,
+    })
+  }
   if (panels.length === 0) return undefined
   return { name: 's6', title: s.heading, footer: footerOf(s), panels }
 }

@@ -16,7 +16,15 @@ import { typingTrace } from './traces.js'
 
 export interface Floors {
   redis: { rttP50Ms: number; rttP99Ms: number; xaddPerSec: number }
-  socket: { rttP50Ms: number; rttP99Ms: number; rssPerIdleSocketBytes: number }
+  socket: {
+    /** Echo round trip, back to back (hot caches, busy processes). */
+    rttP50Ms: number
+    rttP99Ms: number
+    /** The same at PACED_RATE/s, as the latency scenarios send: every message wakes idle processes. */
+    pacedRttP50Ms: number
+    pacedRttP99Ms: number
+    rssPerIdleSocketBytes: number
+  }
   yjs: { docBytes: number; applyEncodeMs: number; mergeMs: number }
 }
 
@@ -95,6 +103,9 @@ export const startEchoServer = async () => {
   }
 }
 
+/** The rate of the Redis floor and of the paced echo: S1's reference rate. */
+export const PACED_RATE = 100
+
 const socketFloor = async (quick: boolean): Promise<Floors['socket']> => {
   const echo = await startEchoServer()
   try {
@@ -104,19 +115,28 @@ const socketFloor = async (quick: boolean): Promise<Floors['socket']> => {
       ws.once('open', resolve)
       ws.once('error', reject)
     })
-    const rtts: number[] = []
     const payload = new Uint8Array(40)
-    for (let i = 0; i < (quick ? 300 : 1000); i++) {
+    const roundTrip = async () => {
       const start = performance.now()
       await new Promise<void>((resolve) => {
         ws.once('message', () => resolve())
         ws.send(payload)
       })
-      rtts.push(performance.now() - start)
+      return performance.now() - start
+    }
+    const rtts: number[] = []
+    for (let i = 0; i < (quick ? 300 : 1000); i++) {
+      rtts.push(await roundTrip())
       if (i % 10 === 0) await sleep(1)
+    }
+    const paced: number[] = []
+    for (let i = 0; i < (quick ? 150 : 500); i++) {
+      paced.push(await roundTrip())
+      await sleep(1000 / PACED_RATE)
     }
     ws.close()
     const rtt = summary(rtts.slice(20))
+    const pacedRtt = summary(paced.slice(10))
     // RSS per idle connection: RSS growth over `count` idle sockets.
     const count = quick ? 2000 : 5000
     await sleep(200)
@@ -125,7 +145,13 @@ const socketFloor = async (quick: boolean): Promise<Floors['socket']> => {
     await sleep(500)
     const after = rssBytes(echo.pid)
     sockets.close()
-    return { rttP50Ms: rtt.p50, rttP99Ms: rtt.p99, rssPerIdleSocketBytes: (after - before) / count }
+    return {
+      rttP50Ms: rtt.p50,
+      rttP99Ms: rtt.p99,
+      pacedRttP50Ms: pacedRtt.p50,
+      pacedRttP99Ms: pacedRtt.p99,
+      rssPerIdleSocketBytes: (after - before) / count,
+    }
   } finally {
     await echo.stop()
   }
@@ -175,6 +201,12 @@ export const floorsTable = (f: Floors): string =>
       floor: 'Socket: bare uWebSockets.js echo round trip',
       p50: `${fmt(f.socket.rttP50Ms, 3)} ms`,
       p99: `${fmt(f.socket.rttP99Ms, 3)} ms`,
+      other: '',
+    },
+    {
+      floor: `Socket: bare uWebSockets.js echo round trip, ${PACED_RATE}/s`,
+      p50: `${fmt(f.socket.pacedRttP50Ms, 3)} ms`,
+      p99: `${fmt(f.socket.pacedRttP99Ms, 3)} ms`,
       other: '',
     },
     {

@@ -28,12 +28,17 @@ const modules: Record<string, string> = {
   memory: './memory.js',
   wire: './s8-wire.js',
   recovery: './recovery.js',
+  history: './history.js',
+  hops: './hops.js',
+  cluster: './redis-cluster.js',
 }
 /**
  * Scenarios run only when named: `wire` adds about 3 minutes (six fresh nodes), `recovery` several
- * (backups and restores of 10 000 documents).
+ * (backups and restores of 10 000 documents), `history` (update-log bytes per day of history, per
+ * backend), `hops` (the cross-node path timed hop by hop) and `cluster` (a 6-process Redis Cluster
+ * against one Redis, about 6 minutes).
  */
-const optIn = new Set(['wire', 'recovery'])
+const optIn = new Set(['wire', 'recovery', 'history', 'hops', 'cluster'])
 const defaults = Object.keys(modules).filter((name) => !optIn.has(name))
 
 const args = process.argv.slice(2)
