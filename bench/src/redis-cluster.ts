@@ -4,6 +4,7 @@
  * latency (and what REDIS_WAIT_REPLICAS=1 adds to it), S2 with 1 000 documents, and a master killed
  * while clients type (time to fail over, time until deliveries resume, what was lost).
  */
+import { Cluster, Redis } from 'ioredis'
 import {
   type RedisCluster,
   type TestClient,
@@ -18,7 +19,7 @@ import type { BenchContext, Scenario } from './framework.js'
 import { sleep } from './load.js'
 import { RATE_LIMIT, measureFanout } from './s1-fanout.js'
 import { measureManyDocs } from './s2-many-docs.js'
-import { measureCeiling } from './s4-ceiling.js'
+import { ceilingDocs, measureCeiling } from './s4-ceiling.js'
 import { fmt, table, type Row } from './stats.js'
 
 const nodeEnv = { WS_MAX_MESSAGES_PER_SECOND: String(RATE_LIMIT) }
@@ -35,6 +36,32 @@ const until = async (check: () => boolean, timeoutMs: number): Promise<number> =
 }
 
 const logOf = (c: TestClient) => new Set(c.doc.getArray<string>('log').toArray())
+
+/**
+ * Memory of S4's document streams (MEMORY USAGE, exact) and their entries: with no workers
+ * nothing is compacted, so over a run this is Redis memory per uncompacted update.
+ */
+const streamMemory = (d: Deployment, rc: RedisCluster) => {
+  const client: Redis | Cluster = d.env.REDIS_CLUSTER_NODES
+    ? rc.client()
+    : new Redis(d.env.REDIS_URL ?? '')
+  const keys = ceilingDocs.map((doc) => `${d.env.REDIS_PREFIX}:v1:{${doc}}:s`)
+  return {
+    read: async () => {
+      const bytes = await Promise.all(
+        keys.map(
+          (k) => client.call('MEMORY', 'USAGE', k, 'SAMPLES', '0') as Promise<number | null>,
+        ),
+      )
+      const lengths = await Promise.all(keys.map((k) => client.xlen(k)))
+      return {
+        bytes: bytes.reduce<number>((n, v) => n + (v ?? 0), 0),
+        entries: lengths.reduce((n, v) => n + v, 0),
+      }
+    },
+    close: () => client.disconnect(),
+  }
+}
 
 /**
  * Kills the master of a document's stream while two typists (one per node) and a writer that
@@ -165,11 +192,19 @@ const scenario: Scenario = {
       ctx.log(`cluster: ${label}: S4 ceiling`)
       {
         await using d = await start()
-        const { rows, ceiling, redisCpuUsPerUpdate } = await measureCeiling(ctx, d)
+        const memory = streamMemory(d, rc)
+        const { rows, ceiling, redisCpuUsPerUpdate, nodeCpuUsPerDelivery } = await measureCeiling(
+          ctx,
+          d,
+        )
+        const streams = await memory.read()
+        memory.close()
         ceilings.push({
           Redis: label,
           'ceiling, delivered updates/s': fmt(ceiling, 0),
           'Redis CPU µs per update at the ceiling': fmt(redisCpuUsPerUpdate, 1),
+          'node CPU µs per delivery at the ceiling': fmt(nodeCpuUsPerDelivery, 1),
+          'stream memory per entry, B': fmt(streams.bytes / streams.entries, 0),
           'steps (offered/s: p99 ms)': rows
             .map((r) => `${String(r['offered updates/s'])}: ${String(r['p99 ms'])}`)
             .join(', '),

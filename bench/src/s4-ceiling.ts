@@ -11,6 +11,9 @@ import { fmt, summary, table, type Row } from './stats.js'
 
 const DOCS = 50
 
+/** The documents S4 writes (`doc-0`…): their stream keys are `<prefix>:v1:{doc-<i>}:s`. */
+export const ceilingDocs = Array.from({ length: DOCS }, (_, i) => `doc-${i}`)
+
 /**
  * Steps the total update rate up (doubling from 500, or 2 000 with --quick) on `deployment`'s first
  * two nodes until p99 delivery latency exceeds 50 ms or a delivery is missing. Returns the table
@@ -20,18 +23,23 @@ const DOCS = 50
 export const measureCeiling = async (
   ctx: BenchContext,
   deployment: Deployment,
-): Promise<{ rows: Row[]; ceiling: number; redisCpuUsPerUpdate: number }> => {
+): Promise<{
+  rows: Row[]
+  ceiling: number
+  redisCpuUsPerUpdate: number
+  nodeCpuUsPerDelivery: number
+}> => {
   const ledger = new Ledger()
   const urls = deployment.nodes.map((n) => n.url)
-  const docs = Array.from({ length: DOCS }, (_, i) => `doc-${i}`)
-  const writers = await openPeers(urls, docs, 1, ledger)
-  const readers = await openPeers([...urls].reverse(), docs, 2, ledger)
+  const writers = await openPeers(urls, ceilingDocs, 1, ledger)
+  const readers = await openPeers([...urls].reverse(), ceilingDocs, 2, ledger)
   const write = (i: number) => writers.peers[i % writers.peers.length]?.write(2)
   await pace(500, ctx.quick ? 1 : 2, write) // warm-up
   await sleep(500)
   const rows: Row[] = []
   let ceiling = 0
   let redisCpuUsPerUpdate = NaN
+  let nodeCpuUsPerDelivery = NaN
   const stepSeconds = ctx.quick ? 1 : 5
   try {
     for (let rate = ctx.quick ? 2000 : 500; rate <= 64_000; rate *= 2) {
@@ -51,6 +59,10 @@ export const measureCeiling = async (
       if (passed) {
         ceiling = deliveredPerSec
         redisCpuUsPerUpdate = perUpdate
+        const nodeCpu = Object.entries(used)
+          .filter(([k]) => k.startsWith('node'))
+          .reduce((n, [, v]) => n + v, 0)
+        nodeCpuUsPerDelivery = (nodeCpu / ledger.delivered) * 1e6
       }
       rows.push({
         'offered updates/s': rate,
@@ -70,7 +82,7 @@ export const measureCeiling = async (
     writers.close()
     readers.close()
   }
-  return { rows, ceiling, redisCpuUsPerUpdate }
+  return { rows, ceiling, redisCpuUsPerUpdate, nodeCpuUsPerDelivery }
 }
 
 const scenario: Scenario = {
