@@ -502,10 +502,10 @@ export const s6Chart = (s: Section): Chart | undefined => {
       height: 200,
     })
   }
-  const perBackend = findTable(s, ['storage', 'WORKER_BATCH_SIZE', 'docs/s per worker'])
+  const perBackend = findTable(s, ['storage', 'settings', 'docs/s per worker'])
   if (perBackend) {
     const storages = column(perBackend, 'storage') ?? []
-    const batches = numbers(perBackend, 'WORKER_BATCH_SIZE') ?? []
+    const settings = column(perBackend, 'settings') ?? []
     const rate = numbers(perBackend, 'docs/s per worker') ?? []
     const groups = [...new Set(storages)]
     const palette = [colors.grey, colors.green, colors.blue, colors.orange]
@@ -515,11 +515,11 @@ export const s6Chart = (s: Section): Chart | undefined => {
       xLabel: 'backend',
       yLabel: 'documents/s per worker',
       groups,
-      series: [...new Set(batches)].map((batch, k) => ({
-        name: `WORKER_BATCH_SIZE=${batch}`,
+      series: [...new Set(settings)].map((setting, k) => ({
+        name: setting,
         color: palette[k % palette.length] ?? colors.grey,
         values: groups.map((g) => {
-          const i = storages.findIndex((st, j) => st === g && batches[j] === batch)
+          const i = storages.findIndex((st, j) => st === g && settings[j] === setting)
           return i < 0 ? NaN : (rate[i] ?? NaN)
         }),
       })),

@@ -16,7 +16,7 @@ describe('parseWorkerConfig', () => {
   it('parses an empty environment into the documented defaults', () => {
     expect(parseWorkerConfig({})).toMatchObject({
       PORT: 8081,
-      WORKER_CONCURRENCY: 8,
+      WORKER_CONCURRENCY: 64,
       WORKER_BATCH_SIZE: 64,
       WEBHOOK_DEBOUNCE_MS: 1000,
       WEBHOOK_ATTEMPTS: 12,

@@ -34,7 +34,7 @@ const workerConfigSchema = z
     LOG_LEVEL: envEnum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       default: 'info',
     }),
-    WORKER_CONCURRENCY: envInt({ default: 8, min: 1, max: 1024 }),
+    WORKER_CONCURRENCY: envInt({ default: 64, min: 1, max: 1024 }),
     WORKER_BATCH_SIZE: envInt({ default: 64, min: 1, max: 1024 }),
     COMPACT_INTERVAL_MS: envInt({ default: 30_000, min: 10 }),
     COMPACT_IDLE_MS: envInt({ default: 2_000, min: 10 }),

@@ -118,7 +118,7 @@ it('stores a batch around a document whose lock another process holds, then that
   expect(await batch).toEqual([true, true, true])
   expect(await storage.load('held')).toEqual({ state: state(1), watermark: '2-0' })
   // Every lock let go, no temporary file left.
-  expect(await readdir(join(dir, 'v1', 'locks'))).toEqual([])
+  expect((await readdir(join(dir, 'v1', 'locks'))).filter((n) => n !== 'spare')).toEqual([])
   for (const doc of ['free', 'held', 'also-free'])
     expect(await readdir(join(dir, 'v1', 'docs', escapeDocName(doc)))).toHaveLength(1)
 })

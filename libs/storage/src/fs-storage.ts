@@ -8,7 +8,6 @@ import {
   rename,
   rm,
   stat,
-  unlink,
 } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
 import {
@@ -18,7 +17,6 @@ import {
   isMissing,
   type Logger,
   silentLogger,
-  sleep,
   writeSynced,
 } from '@streambed/common'
 import {
@@ -28,8 +26,8 @@ import {
   isLogName,
   isStateName,
   mapLimit,
-  type Unlock,
 } from './blobs.js'
+import { createLockFiles } from './lock-files.js'
 import type { DocStorage } from './storage.js'
 import { createVersionedStorage } from './versioned-objects.js'
 
@@ -41,15 +39,17 @@ import { createVersionedStorage } from './versioned-objects.js'
  *   <dir>/v1/log/<escaped>/<first>_<last>.ylog              update log batches and segments
  *   <dir>/v1/checkpoints/<escaped>/<sortable upTo>.ydoc     checkpoints (encodeStateFile)
  *   <dir>/v1/locks/<escaped>.lock                           held during compare-and-set and delete
+ *   <dir>/v1/locks/spare/<pid>-…                            what lock files link to (lock-files.ts)
  *
  * Files are written atomically (temporary file, fsync, rename, fsync the directory, and fsync the
  * parent of a directory just created); files written together (compareAndSetMany, appendLogMany)
- * are synced together, each directory once. Compare-and-set and delete hold an O_EXCL lock file, so of
- * writers racing from one watermark exactly one wins. A lock older than `staleLockMs` (its holder
- * was killed) is broken. Should a live but stalled holder lose its lock that way, two writers may
- * both store a version; the highest — what `load` returns — contains everything the other does, so
- * a stored watermark still never goes back (docs/decisions/0007). A rename replaces an existing
- * file: puts do not honour if-absent, the lock does that job.
+ * are synced together, each directory once. Compare-and-set and delete hold a lock file (made by
+ * an exclusive hard link, lock-files.ts), so of writers racing from one watermark exactly one wins.
+ * A lock older than `staleLockMs` (its holder was killed) is broken. Should a live but stalled
+ * holder lose its lock that way, two writers may both store a version; the highest — what `load`
+ * returns — contains everything the other does, so a stored watermark still never goes back
+ * (docs/decisions/0007). A rename replaces an existing file: puts do not honour if-absent, the lock
+ * does that job.
  *
  * Deleting a file does not sync its directory: a crash may bring back an old state version, a log
  * batch already packed into a segment (its entries are read once) or one dropped by dropLog (the
@@ -129,27 +129,7 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
     )
   }
 
-  /** Takes the document's lock file; a lock older than staleLockMs is broken. */
-  const lock = async (escaped: string, { wait }: { wait: boolean }): Promise<Unlock | null> => {
-    const lockPath = join(locksDir, `${escaped}.lock`)
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const handle = await open(lockPath, 'wx')
-        await handle.writeFile(`${process.pid} ${Date.now()}\n`)
-        await handle.close()
-        return () => unlink(lockPath).catch(() => undefined)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-        const info = await stat(lockPath).catch(() => null)
-        if (info && Date.now() - info.mtimeMs > staleLockMs) {
-          await unlink(lockPath).catch(() => undefined)
-          continue
-        }
-        if (!wait) return null
-        await sleep(Math.min(2 + attempt, 20))
-      }
-    }
-  }
+  const locks = await createLockFiles(locksDir, staleLockMs)
 
   // Keys are file paths; a folder is a directory path ending in the separator.
   const blobs: Blobs = {
@@ -242,7 +222,7 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
       await rm(folder, { recursive: true, force: true })
       await fsyncDir(dirname(folder))
     },
-    lock,
+    lock: (escaped, lockOpts) => locks.lock(escaped, lockOpts),
   }
 
   return createVersionedStorage(blobs, {
@@ -252,6 +232,6 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
       guarded('STORAGE_UNAVAILABLE', `STORAGE_DIR ${opts.dir} is not writable`, () =>
         access(docsDir, constants.W_OK),
       ),
-    close: async () => {},
+    close: () => locks.close(),
   })
 }

@@ -237,7 +237,9 @@ describe.each(layouts)('$kind layout', (layout) => {
       const after = await place.paths()
       expect(after.filter((p) => p.includes('/doc/'))).toEqual([])
       expect(after.filter((p) => p.endsWith('.lock'))).toEqual([])
-      expect(after.filter((p) => !p.endsWith('/'))).toEqual(
+      // Besides: an open fs storage's spare lock files (lock-files.ts), never read as documents.
+      const files = after.filter((p) => !p.endsWith('/') && !p.startsWith('v1/locks/spare/'))
+      expect(files).toEqual(
         [
           layout.state('a%2Fb', sortable(1, 0)),
           layout.state(hashed, sortable(7, 0)),

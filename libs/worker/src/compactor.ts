@@ -34,6 +34,8 @@ export interface CompactorDeps {
   batches: StorageBatches
   streams: DocStreams
   queue: TaskQueue
+  /** Redis time in ms (queue.now, shared by the deliveries of a batch: shared-clock.ts). */
+  now: () => Promise<number>
   merger: Merger
   logger: Logger
   metrics: WorkerMetrics
@@ -85,7 +87,7 @@ export const compactTask = async (deps: CompactorDeps, task: Task): Promise<Outc
     const first = entries[0]
     const last = entries[entries.length - 1]
     if (first && last) {
-      const now = await queue.now()
+      const now = await deps.now()
       const due = Math.min(
         idTimeMs(last.id) + timing.compactIdleMs,
         idTimeMs(first.id) + timing.compactIntervalMs,
@@ -162,7 +164,7 @@ const entriesToMerge = async (
 
 /** What to do with the delivery once finish-2.lua has trimmed (or not) the stream. */
 const outcomeOf = async (deps: CompactorDeps, finished: FinishResult): Promise<Outcome> => {
-  const { queue, timing, metrics } = deps
+  const { timing, metrics } = deps
   switch (finished.kind) {
     case 'stale':
       return { settle: 'ack', reason: 'stale' }
@@ -170,7 +172,7 @@ const outcomeOf = async (deps: CompactorDeps, finished: FinishResult): Promise<O
       metrics.streamsDeleted.inc()
       return { settle: 'ack', reason: 'done' }
     case 'wait': {
-      const now = await queue.now()
+      const now = await deps.now()
       return {
         settle: 'later',
         delayMs: idTimeMs(finished.oldestId) + timing.minMessageLifetimeMs - now + 5,

@@ -5,6 +5,7 @@ import { type CompactionTiming, type StoredEvent, compactTask } from './compacto
 import { type Hooks, noHooks } from './hooks.js'
 import { createMerger, type MergerOptions } from './merger.js'
 import type { WorkerMetrics } from './metrics.js'
+import { sharedPerTurn } from './shared-clock.js'
 import { createStorageBatches } from './storage-batches.js'
 import { claimLoop, promoteLoop, queueMetricsLoop, readLoop, reconcileLoop } from './queue-loops.js'
 import { createTaskDispatcher } from './task-dispatcher.js'
@@ -66,7 +67,7 @@ export const startWorker = async (opts: WorkerOptions): Promise<Worker> => {
   const merger = createMerger({ threadAboveBytes: 512 * 1024, threads: 1, ...opts.merger })
   const batchSize = Math.max(1, Math.min(opts.batchSize ?? 64, opts.concurrency))
   const batches = createStorageBatches(opts.storage, { maxSize: batchSize, logger })
-  const deps = { ...opts, batches, merger, logger, hooks }
+  const deps = { ...opts, batches, merger, logger, hooks, now: sharedPerTurn(() => queue.now()) }
   await queue.ensureGroups()
 
   const runner = createTaskRunner({
