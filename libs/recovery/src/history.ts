@@ -2,7 +2,9 @@
  * A document as it was at any time, its versions, and restoring one.
  *
  * A document's history lives in three places, each complete over a range of entry ids:
- *   checkpoints   the document up to an id (`upTo`), kept so the log before it can be dropped
+ *   checkpoints   the document up to an id (`upTo`), kept so the log before it can be dropped: a
+ *                 chain, each holding what changed since the one before (checkpoint-chain.ts), so
+ *                 the document at one is every checkpoint up to it applied in order
  *   update log    every entry archived by compaction, from its first entry on; dropLog removes a
  *                 prefix only after a checkpoint holds it, so the log is complete after the latest
  *                 checkpoint at or below its first entry (the horizon), or from the document's
@@ -12,10 +14,13 @@
  * and the stored state, which holds every entry up to its watermark.
  *
  * The document at time T holds every entry whose id time is <= T: the latest checkpoint at or
- * before T (the stored state when T is past its watermark), then the entries after it up to T from
- * the log and the tail, deduplicated by id and applied in id order to a Y.Doc (with garbage
- * collection, as compaction does). Before the horizon the log is gone and only checkpoints remain:
- * there the answer is the latest checkpoint before T, `exact: false`, `asOf` its time.
+ * before T with the chain before it (the stored state when T is past its watermark), then the
+ * entries after it up to T from the log and the tail, deduplicated by id and applied in id order
+ * to a Y.Doc (with garbage collection, as compaction does). Before the horizon the log is gone and
+ * only checkpoints remain: there the answer is the latest checkpoint before T, `exact: false`,
+ * `asOf` its time. Applying a chain costs about what applying one whole state does (its bytes are
+ * about one document's); like the log replay after it, it runs where documentAt is called — for
+ * the HTTP history API, on a server node's event loop.
  */
 import * as Y from 'yjs'
 import { AppError, compareIds, idTimeMs, maxId, type StreamId, ZERO_ID } from '@streambed/common'
@@ -28,6 +33,7 @@ import {
   readDocument,
   type StreamEntry,
 } from '@streambed/streams'
+import { applyChain, lastAtMost, loadCheckpoints } from './checkpoint-chain.js'
 import { restoreUpdateOfDocs } from './restore-content.js'
 import { formatTime } from './time.js'
 
@@ -48,16 +54,6 @@ export const lastIdAt = (ms: number): StreamId => `${Math.floor(ms)}-${MAX_SEQ}`
 
 const above = (a: StreamId, b: StreamId) => compareIds(a, b) > 0
 const atMost = (a: StreamId, b: StreamId) => compareIds(a, b) <= 0
-
-/** The last of ascending `ids` that is <= bound, or null. */
-const lastAtMost = (ids: readonly StreamId[], bound: StreamId): StreamId | null => {
-  let found: StreamId | null = null
-  for (const id of ids) {
-    if (!atMost(id, bound)) break
-    found = id
-  }
-  return found
-}
 
 /** Ascending entries of both lists, each id once (the log and the tail overlap until trimmed). */
 const mergeById = (a: readonly LogEntry[], b: readonly LogEntry[]): LogEntry[] => {
@@ -81,13 +77,17 @@ const mergeById = (a: readonly LogEntry[], b: readonly LogEntry[]): LogEntry[] =
 }
 
 /**
- * `base` then `updates` applied in order to one Y.Doc. A transaction per update, as compaction
- * does: one transaction around all of them is twice as slow (100 000 typing updates: 1.3 s
- * against 0.6 s), since Yjs merges the small items it integrates only when a transaction ends.
+ * `bases` (a stored state, or a chain of checkpoints) then `updates` applied in order to one
+ * Y.Doc. A transaction per update, as compaction does: one transaction around all of them is twice
+ * as slow (100 000 typing updates: 1.3 s against 0.6 s), since Yjs merges the small items it
+ * integrates only when a transaction ends.
  */
-const replay = (base: Uint8Array | null, updates: readonly Uint8Array[]): Y.Doc => {
+const replay = (
+  bases: readonly { readonly state: Uint8Array }[],
+  updates: readonly Uint8Array[],
+): Y.Doc => {
   const ydoc = new Y.Doc()
-  if (base) Y.applyUpdate(ydoc, base)
+  applyChain(ydoc, bases)
   for (const u of updates) Y.applyUpdate(ydoc, u)
   return ydoc
 }
@@ -158,7 +158,7 @@ const rebuildAt = async (
   if (stored && atMost(stored.watermark, bound)) {
     const entries = upToBound(tail, stored.watermark, bound)
     const updates = entries.map((e) => e.update)
-    return finish(doc, replay(stored.state, updates), {
+    return finish(doc, replay([stored], updates), {
       upTo: entries.at(-1)?.id ?? stored.watermark,
       exact: true,
       asOf: atMs,
@@ -191,21 +191,23 @@ const rebuildAt = async (
     const entries = mergeById(fromLog, upToBound(tail, base, end))
     if (checkpoint === null && entries.length === 0)
       throw noHistoryAt(doc, atMs, { checkpoints, extent, horizon, read })
-    let baseState: Uint8Array | null = null
+    // The checkpoint is the chain up to it (checkpoint-chain.ts).
+    let chain: readonly { readonly state: Uint8Array }[] = []
     if (checkpoint !== null) {
-      const loaded = await storage.loadCheckpoint(doc, checkpoint)
+      const upTos = checkpoints.filter((c) => atMost(c, checkpoint))
+      const loaded = await loadCheckpoints(storage, doc, upTos)
       if (!loaded) {
-        // Dropped since the listing (a newer one holds the history): list again.
+        // One was thinned since the listing (a later one holds its content): list again.
         if (attempt < CHECKPOINT_ATTEMPTS) continue
         throw new AppError(
           'STORAGE_UNAVAILABLE',
           `checkpoints of ${doc} kept being dropped while being read`,
         )
       }
-      baseState = loaded.state
+      chain = loaded
     }
     const updates = entries.map((e) => e.update)
-    return finish(doc, replay(baseState, updates), {
+    return finish(doc, replay(chain, updates), {
       upTo: entries.at(-1)?.id ?? base,
       exact,
       asOf: exact ? atMs : idTimeMs(end),
@@ -378,7 +380,7 @@ export const restoreDocument = async (
 ): Promise<RestoreResult> => {
   const read = await readDocument(source.storage, source.streams, doc)
   const target = await rebuildAt(source, doc, atMs, { read })
-  const current = replay(null, partsOf(read))
+  const current = replay([], partsOf(read))
   let update: Uint8Array | null
   try {
     update = restoreUpdateOfDocs(current, target.ydoc)

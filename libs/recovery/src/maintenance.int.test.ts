@@ -83,9 +83,11 @@ describe.each<StorageKind>(['fs', 'postgres'])('history maintenance on %s storag
       packed: kind === 'fs' ? 16 : 0,
       // The newest checkpoint older than the retention.
       droppedLogUpTo: idAt(5, 10),
-      droppedCheckpoints: [0, 1, 2, 3, 4].map((d) => idAt(d, 10)),
+      // The last of each day older than yesterday stays, and the oldest (where history starts).
+      droppedCheckpoints: [1, 2, 3, 4].map((d) => idAt(d, 10)),
     })
     expect(await deps.storage.listCheckpoints('doc')).toEqual([
+      idAt(0, 10),
       ...[0, 1, 2, 3, 4].map((d) => idAt(d, 14)),
       idAt(5, 10),
       idAt(9, 14),

@@ -2,13 +2,27 @@
  * History upkeep, run per document by a scheduled job: checkpoints now and then, the update log's
  * many small batches packed, and history older than the retention folded into checkpoints.
  *
- * What stays true (history.ts relies on it): documentAt is exact at and after the newest
- * checkpoint the log was dropped up to (the log is only ever dropped up to a checkpoint), and
- * every checkpoint kept is a state the document really had. Before that point a document is known
- * at one checkpoint per UTC day.
+ * Checkpoints form a chain (checkpoint-chain.ts): the oldest a whole state, each later one what
+ * changed since the one before, so they cost about what the edits cost. They are thinned by age
+ * (checkpoint-spacing.ts): all of today and yesterday, one a day back to the retention (31 days at
+ * least), one a week for a year beyond, one per 4 weeks after that.
+ *
+ * What stays true (history.ts relies on it): documentAt is exact at and after the checkpoint the
+ * update log starts after (the log is only ever dropped up to a checkpoint, which stays), and
+ * every checkpoint kept, merged with those before it, is a state the document really had. Before
+ * that point a document is known at the checkpoints the spacing keeps.
  */
 import { AppError, compareIds, guarded, idTimeMs, type StreamId } from '@streambed/common'
-import type { DocStorage } from '@streambed/storage'
+import type { Checkpoint, DocStorage } from '@streambed/storage'
+import {
+  applyThinning,
+  chainStateVector,
+  checkpointDelta,
+  lastAtMost,
+  planThinning,
+  readChain,
+} from './checkpoint-chain.js'
+import { checkpointsToDrop } from './checkpoint-spacing.js'
 import { allDocuments, inBatches, type RecoveryDeps } from './documents.js'
 import { lastIdAt } from './history.js'
 
@@ -17,7 +31,10 @@ const DAY_MS = 86_400_000
 export interface MaintenanceSettings {
   /** A new checkpoint when the newest one is older than this (and storage moved on since). */
   checkpointEveryMs: number
-  /** History older than this is folded: the log dropped up to a checkpoint, checkpoints thinned. */
+  /**
+   * History older than this is folded: the log dropped up to a checkpoint; checkpoints are kept
+   * one a day at least this far back (checkpoint-spacing.ts).
+   */
   retentionMs: number
   /** Log batches older than this (whole UTC days) are packed into a segment. */
   packAfterMs: number
@@ -59,11 +76,16 @@ export const checkMaintenanceSettings = (s: MaintenanceSettings): void => {
 /**
  * One round of history upkeep for `doc`, in this order:
  * 1. a checkpoint of the stored state (the document at its watermark) when there is none yet, or
- *    the newest is older than `checkpointEveryMs` and storage moved on since;
+ *    the newest is older than `checkpointEveryMs` and storage moved on since: what the stored
+ *    state holds beyond the chain of checkpoints (checkpoint-chain.ts), the whole state for the
+ *    first;
  * 2. packLog up to the end of the last UTC day older than `packAfterMs` (the backends merge every
  *    batch up to a bound into one segment, so one segment per run of days, not one per day);
- * 3. dropLog up to the newest checkpoint older than `retentionMs` (never beyond a checkpoint);
- * 4. checkpoints older than `retentionMs` thinned to the newest of each UTC day.
+ * 3. dropLog up to the newest checkpoint older than `retentionMs` that the spacing keeps (never
+ *    beyond a checkpoint);
+ * 4. checkpoints thinned to the spacing (checkpoint-spacing.ts), each thinned one's content moved
+ *    into the next one kept first; the oldest, the newest, the one the log was dropped up to and
+ *    the one the log starts after stay.
  * Returns what it did. Safe to run concurrently with compaction and readers, and twice.
  */
 export const maintainHistory = async (
@@ -73,9 +95,11 @@ export const maintainHistory = async (
 ): Promise<MaintenanceResult> => {
   checkMaintenanceSettings(opts)
   const { storage } = deps
-  const { nowMs } = opts
+  const { nowMs, retentionMs } = opts
   return guarded('STORAGE_UNAVAILABLE', `history maintenance of ${doc}`, async () => {
-    const checkpoints = await storage.listCheckpoints(doc)
+    let checkpoints = await storage.listCheckpoints(doc)
+    /** The whole chain, loaded once when a step needs it. */
+    let chain: Checkpoint[] | null = null
     let checkpoint: StreamId | null = null
     const newest = checkpoints.at(-1)
     const watermark = await storage.watermark(doc)
@@ -85,34 +109,53 @@ export const maintainHistory = async (
         compareIds(watermark ?? newest, newest) > 0)
     if (watermark !== null && due) {
       const stored = await storage.load(doc)
-      if (stored) {
-        await storage.putCheckpoint(doc, { upTo: stored.watermark, state: stored.state })
+      chain = await readChain(storage, doc)
+      const last = chain.at(-1)
+      // A concurrent run may have written it meanwhile.
+      if (stored && (last === undefined || compareIds(stored.watermark, last.upTo) > 0)) {
+        const next = {
+          upTo: stored.watermark,
+          state: checkpointDelta(stored.state, chainStateVector(chain)),
+        }
+        await storage.putCheckpoint(doc, next)
         checkpoint = stored.watermark
-        checkpoints.push(stored.watermark)
+        chain.push(next)
       }
+      checkpoints = chain.map((c) => c.upTo)
     }
 
     const packDay = utcDay(nowMs - opts.packAfterMs)
     const packed = await storage.packLog(doc, lastIdAt(packDay * DAY_MS - 1))
 
-    const boundary = nowMs - opts.retentionMs
-    const old = checkpoints.filter((c) => idTimeMs(c) <= boundary)
-    const foldTo = old.at(-1)
+    const boundary = nowMs - retentionMs
+    const spaced = new Set(checkpointsToDrop(checkpoints, { nowMs, retentionMs }))
+    const foldTo = checkpoints.findLast((c) => idTimeMs(c) <= boundary && !spaced.has(c))
+    const extent = await storage.logExtent(doc)
+    // documentAt replays the log after the last checkpoint at or before its first entry.
+    const horizon = extent ? lastAtMost(checkpoints, extent.first) : null
     let droppedLogUpTo: StreamId | null = null
-    if (foldTo !== undefined) {
-      const extent = await storage.logExtent(doc)
-      if (extent && compareIds(extent.first, foldTo) <= 0) {
-        await storage.dropLog(doc, foldTo)
-        droppedLogUpTo = foldTo
-      }
+    if (foldTo !== undefined && extent && compareIds(extent.first, foldTo) <= 0) {
+      await storage.dropLog(doc, foldTo)
+      droppedLogUpTo = foldTo
     }
 
-    // The newest checkpoint of each UTC day among the old ones stays (foldTo among them).
-    const droppedCheckpoints = old.filter((c, i) => {
-      const next = old[i + 1]
-      return next !== undefined && utcDay(idTimeMs(next)) === utcDay(idTimeMs(c))
-    })
-    if (droppedCheckpoints.length > 0) await storage.dropCheckpoints(doc, droppedCheckpoints)
+    // What documentAt replays the log after stays: foldTo when the log was dropped up to it (the
+    // horizon was at or before it), else the horizon.
+    const keep = [foldTo, droppedLogUpTo === null ? horizon : null].filter(
+      (c): c is StreamId => c !== undefined && c !== null,
+    )
+    let droppedCheckpoints = checkpointsToDrop(checkpoints, { nowMs, retentionMs, keep })
+    if (droppedCheckpoints.length > 0) {
+      if (!chain) {
+        chain = await readChain(storage, doc)
+        // Listed again: plan on what is there now (a concurrent run may have thinned some).
+        droppedCheckpoints = checkpointsToDrop(
+          chain.map((c) => c.upTo),
+          { nowMs, retentionMs, keep },
+        )
+      }
+      await applyThinning(storage, doc, planThinning(chain, new Set(droppedCheckpoints)))
+    }
     return { doc, checkpoint, packed, droppedLogUpTo, droppedCheckpoints }
   })
 }
