@@ -312,7 +312,7 @@ describe('one content per id (decision 0010)', () => {
     for (const c of [alice, bob, carol]) c.destroy()
   })
 
-  it('gap: an update that skips clocks closes the socket with 4400 and nothing of it is appended', async () => {
+  it('gap: an update that skips clocks closes the socket with 4509 (resync) and nothing of it is appended', async () => {
     const prefix = uniquePrefix('gap')
     await using a = await startTestNode(envFor(prefix))
     await using b = await startTestNode(envFor(prefix))
@@ -339,7 +339,9 @@ describe('one content per id (decision 0010)', () => {
       encodeSyncUpdate(Y.mergeUpdates([ef!, updateAs(8888, (d) => d.getMap('m').set('g', 1))])),
     )
     const closed = await raw.closed
-    expect(closed.code).toBe(CloseCode.badMessage)
+    // Resync, not 4400: an honest client sends one after a failover lost its last entries, and
+    // y-websocket does not reconnect after a 44xx close.
+    expect(closed.code).toBe(CloseCode.resync)
     expect(closed.reason).toContain('skips clocks of client 6666')
     expect(await redis.admin.xlen(streamKey(prefix, 'gap'))).toBe(1)
     expect(contentOf(await readDoc(b.httpUrl, 'gap'))).toEqual(contentOf(ab!))

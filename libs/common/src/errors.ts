@@ -99,6 +99,13 @@ export const errorCatalogue = {
     exitCode: 69,
     description: 'the storage backend failed',
   },
+  CLOCK_GAP: {
+    httpStatus: 409,
+    closeCode: CloseCode.resync,
+    exitCode: 65,
+    description:
+      "an update continues a client's clocks past what the document holds (the server lost recent updates, e.g. in a Redis failover, or the writer skipped clocks): resync and send again",
+  },
   STREAM_GAP: {
     httpStatus: 503,
     closeCode: CloseCode.resync,

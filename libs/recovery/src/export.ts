@@ -67,8 +67,8 @@ export interface ImportResult {
  * Appends `update` (a Yjs v1 update, e.g. an export of another document or system) to `doc`
  * through `streams.append`: ids the document has keep their content, clients receive the rest;
  * an update the document holds entirely appends nothing.
- * Throws `AppError('BAD_MESSAGE')` for bytes that are not an update the node accepts, or one
- * that skips clocks of a client the document has (it would leave a gap).
+ * Throws `AppError('BAD_MESSAGE')` for bytes that are not an update the node accepts, and
+ * `CLOCK_GAP` for one that skips clocks of a client the document has (it would leave a gap).
  */
 export const importDocument = async (
   deps: RecoveryDeps,

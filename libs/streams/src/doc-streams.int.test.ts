@@ -110,7 +110,7 @@ describe('DocStreams.append', () => {
     })
     await streams.append('d', updates[0]!, 'x/1')
     const err = await streams.append('d', updates[2]!, 'x/1').catch((e: unknown) => e)
-    expect(isAppError(err, 'BAD_MESSAGE')).toBe(true)
+    expect(isAppError(err, 'CLOCK_GAP')).toBe(true)
     expect((err as Error).message).toMatch(/skips clocks of client 11 in d/)
     expect(await entries()).toHaveLength(1)
   })

@@ -91,7 +91,7 @@ const gapIn = (
     const next = known.get(client) ?? 0
     if (runs.length !== 1 || runs[0]?.from !== next) {
       return new AppError(
-        'BAD_MESSAGE',
+        'CLOCK_GAP',
         `update skips clocks of client ${client} in ${doc}: the document has clocks below ${next}, ` +
           `the update holds ${runs.map((r) => `${r.from}..${r.to - 1}`).join(', ')}`,
       )

@@ -36,8 +36,9 @@ export interface DocStreams {
    * Appends what `update` adds to the document; resolves once Redis has it, or with null when it
    * adds nothing (every struct's id is known and it deletes nothing). Structs whose ids the
    * document has are stripped first: the first content of an id wins, as Yjs applies updates.
-   * Throws `AppError('BAD_MESSAGE')` for an update that skips clocks of a client (it cannot be
-   * stored without a gap), `OVERLOADED` when concurrent writers of the same ids keep winning,
+   * Throws `AppError('CLOCK_GAP')` for an update that skips clocks of a client (it cannot be
+   * stored without a gap; after a Redis failover lost recent entries, an honest client's next
+   * update does: it resyncs, 4509, and sends them again), `OVERLOADED` when concurrent writers of the same ids keep winning,
    * `REDIS_UNAVAILABLE` and `STORAGE_UNAVAILABLE` (seeding the clock map reads storage).
    */
   append(
