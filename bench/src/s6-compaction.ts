@@ -344,13 +344,27 @@ const scenario: Scenario = {
     const perBackend: Row[] = []
     const smallWorkload = workloads[0]
     const before = { WORKER_CONCURRENCY: '8', WORKER_BATCH_SIZE: '1' }
+    // s3rver (one Node process serving files, ~50 small puts/s here) gets a fifth of the documents:
+    // with all of them, the durability probe's reads alone outran it past every timeout.
+    const forBackend = (w: Workload, backend: BackendName): Workload => {
+      if (backend !== 's3') return w
+      const n = Math.max(20, Math.floor(w.backlog.length / 5))
+      return {
+        ...w,
+        label: `${n} small docs`,
+        warmup: w.warmup.slice(0, 10),
+        backlog: w.backlog.slice(0, n),
+        live: w.live.slice(0, n),
+      }
+    }
     if (smallWorkload) {
       for (const backend of ['fs', 'postgres', 's3'] as const) {
         let baseline: Measured | undefined
+        const workload = forBackend(smallWorkload, backend)
         for (const workerEnv of [before, undefined]) {
           const m = await runWorkload(
             ctx,
-            smallWorkload,
+            workload,
             { workers: 1, backend, workerEnv },
             floors[0] ?? { store: NaN, archive: NaN },
             { throughput: [], cpu: [], durable: [], sizes: [] },
@@ -358,6 +372,7 @@ const scenario: Scenario = {
           baseline ??= m
           perBackend.push({
             storage: backendLabel(backend),
+            docs: workload.backlog.length,
             settings: workerEnv ? 'before: concurrency 8, batch 1' : 'defaults: 64, 64',
             'docs/s per worker': fmt(m.perWorker, 0),
             '÷ before': fmt(m.perWorker / baseline.perWorker),
