@@ -76,9 +76,13 @@ const SHRINK = process.env.FUZZ_SHRINK === '1'
 
 const MAX_MESSAGE_BYTES = 64 * 1024
 const MAX_STATE_BYTES = 1024
-/** Close codes an attacker socket may see: ours, bad message, too large, dropped (2x limit). */
-const ATTACKER_CLOSE_CODES = new Set([1000, 1005, 1006, 4400, 4413])
-const POST_STATUSES = new Set([200, 400, 413])
+/**
+ * Close codes an attacker socket may see: ours, bad message, too large, dropped (2x limit), and
+ * resync for an update that skips clocks (CLOCK_GAP).
+ */
+const ATTACKER_CLOSE_CODES = new Set([1000, 1005, 1006, 4400, 4413, 4509])
+/** The same for POST /docs: 409 is CLOCK_GAP. */
+const POST_STATUSES = new Set([200, 400, 409, 413])
 
 /**
  * The fuzz found two production bugs (issue 8 item 6). Items naming an id of their own client at

@@ -219,7 +219,9 @@ export const createFsStorage = async (opts: FsStorageOptions): Promise<DocStorag
       for (const key of keys) await rm(key, { force: true })
     },
     deleteAll: async (folder) => {
-      await rm(folder, { recursive: true, force: true })
+      // A worker may be writing a file into it meanwhile (a log batch's temporary file): rm then
+      // fails with ENOTEMPTY; Node retries it (linear backoff) on that and EBUSY.
+      await rm(folder, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })
       await fsyncDir(dirname(folder))
     },
     lock: (escaped, lockOpts) => locks.lock(escaped, lockOpts),

@@ -1,0 +1,87 @@
+/**
+ * A Redis Cluster master killed while clients keep typing, with asynchronous replication: the
+ * replica may lack the typists' last entries, so their next updates continue clocks the document
+ * lacks (CLOCK_GAP). They must resync (4509) and send the missing clocks again; a 44xx close would
+ * end y-websocket's reconnects and lose every later edit (the CLUSTER benchmark found that). A
+ * cluster of its own: the failovers of cluster-failover.int.test.ts leave theirs reshaped.
+ */
+import { afterAll, beforeAll, expect, it, vi } from 'vitest'
+import {
+  connectClient,
+  docContent,
+  expectedEntries,
+  missingFrom,
+  startTyping,
+  type TestClient,
+  type Typist,
+  uniquePrefix,
+  useRedisCluster,
+} from '@streambed/testing'
+import { type ClusterDeployment, startClusterDeployment } from './testing/cluster.js'
+
+const rc = useRedisCluster()
+let dep: ClusterDeployment
+
+beforeAll(async () => {
+  dep = await startClusterDeployment(rc.cluster, uniquePrefix('cl-typing'), { servers: 2 })
+}, 600_000)
+afterAll(async () => {
+  await dep?.close()
+})
+
+const LOG = { log: 'array' } as const
+
+const typedAtLeast = (typists: readonly Typist[], counts: readonly number[], more: number) =>
+  vi.waitFor(
+    () => typists.forEach((t, i) => expect(t.typed).toBeGreaterThanOrEqual(counts[i]! + more)),
+    { timeout: 60_000 },
+  )
+
+it(
+  'a master killed while clients keep typing: no edit is lost, all converge',
+  { timeout: 300_000 },
+  async () => {
+    const [a, b] = dep.servers
+    if (!a || !b) throw new Error('two servers expected')
+    const doc = 'keeps-typing'
+    const key = `${dep.env.REDIS_PREFIX}:v1:{${doc}}:s`
+    const clients: TestClient[] = [a, b, a, b].map((n) =>
+      connectClient(n.url, doc, { maxBackoffTime: 300 }),
+    )
+    await Promise.all(clients.map((c) => c.synced(30_000)))
+    const typists = [startTyping(clients[0]!, 'k1', 20), startTyping(clients[1]!, 'k2', 20)]
+    try {
+      await typedAtLeast(typists, [0, 0], 150)
+      const master = await rc.cluster.masterOf(key)
+      await rc.cluster.killMaster(master)
+      await rc.cluster.waitForFailover()
+      await rc.cluster.restartNode(master)
+      await typedAtLeast(
+        typists,
+        typists.map((t) => t.typed),
+        50,
+      )
+    } finally {
+      for (const t of typists) t.stop()
+    }
+    const expected = expectedEntries(typists)
+    await vi.waitFor(
+      () => {
+        for (const c of clients) expect(missingFrom(c, expected)).toEqual([])
+        const first = docContent(clients[0]!.doc, LOG)
+        for (const c of clients.slice(1)) expect(docContent(c.doc, LOG)).toEqual(first)
+      },
+      { timeout: 60_000, interval: 250 },
+    )
+    const fresh = connectClient(a.url, doc)
+    try {
+      await fresh.synced(30_000)
+      const log = fresh.doc.getArray<string>('log').toArray()
+      expect(missingFrom(fresh, expected)).toEqual([])
+      expect(log).toHaveLength(new Set(log).size)
+    } finally {
+      fresh.destroy()
+      for (const c of clients) c.destroy()
+    }
+  },
+)
