@@ -218,6 +218,12 @@ const points = (xs: readonly number[], ys: readonly number[] | undefined): Point
 // ---------------------------------------------------------------------------------------------
 // The charts, one per scenario
 
+/** The p99 and p50 delivery latency of a latency-by-rate table (S1, S4) against `xs`. */
+const latencySeries = (t: MdTable, xs: number[]): Series[] => [
+  { name: 'p99', color: colors.orange, points: points(xs, numbers(t, 'p99 ms')), labels: 'above' },
+  { name: 'p50', color: colors.blue, points: points(xs, numbers(t, 'p50 ms')), labels: 'below' },
+]
+
 /** S1: delivery latency against offered rate, with the Redis floor (and goal) as lines. */
 export const s1Chart = (s: Section): Chart | undefined => {
   const t = findTable(s, ['updates/s', 'p50 ms', 'p99 ms'])
@@ -252,20 +258,7 @@ export const s1Chart = (s: Section): Chart | undefined => {
         yLabel: 'delivery latency, ms',
         xScale: 'log',
         yScale: 'linear',
-        series: [
-          {
-            name: 'p99',
-            color: colors.orange,
-            points: points(xs, numbers(t, 'p99 ms')),
-            labels: 'above',
-          },
-          {
-            name: 'p50',
-            color: colors.blue,
-            points: points(xs, numbers(t, 'p50 ms')),
-            labels: 'below',
-          },
-        ],
+        series: latencySeries(t, xs),
         refs,
         height: 280,
       },
@@ -291,20 +284,7 @@ export const s4Chart = (s: Section): Chart | undefined => {
         yLabel: 'delivery latency, ms (log scale)',
         xScale: 'log',
         yScale: 'log',
-        series: [
-          {
-            name: 'p99',
-            color: colors.orange,
-            points: points(xs, numbers(t, 'p99 ms')),
-            labels: 'above',
-          },
-          {
-            name: 'p50',
-            color: colors.blue,
-            points: points(xs, numbers(t, 'p50 ms')),
-            labels: 'below',
-          },
-        ],
+        series: latencySeries(t, xs),
         refs: [{ name: `limit: p99 ${limitMs} ms`, y: limitMs, color: colors.red, dash: goalDash }],
         height: 280,
       },

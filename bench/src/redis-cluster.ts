@@ -67,7 +67,7 @@ const streamMemory = (d: Deployment, rc: RedisCluster) => {
  * Kills the master of a document's stream while two typists (one per node) and a writer that
  * never comes back type at 50 entries/s each; two readers (one per node) watch.
  */
-export const failover = async (
+const failover = async (
   ctx: BenchContext,
   rc: RedisCluster,
   deployment: Deployment,

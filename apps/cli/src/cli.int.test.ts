@@ -1,12 +1,9 @@
 import { expect, it } from 'vitest'
-import { freePort, startProcess, startRedisServer, uniquePrefix } from '@streambed/testing'
-import { cliArgs, cliDir, spawnNode } from './testing/nodes.js'
+import { freePort, startRedisServer, uniquePrefix } from '@streambed/testing'
+import { spawnNode, startCliProcess } from './testing/nodes.js'
 
 const run = (args: string[], env: Record<string, string>) =>
-  startProcess(process.execPath, [...cliArgs(args[0] ?? 'help'), ...args.slice(1)], {
-    cwd: cliDir,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', AUTH_MODE: 'none', ...env },
-  })
+  startCliProcess(args, { AUTH_MODE: 'none', ...env })
 
 it('explains in one line how to get a Redis when none answers', async () => {
   const port = await freePort()

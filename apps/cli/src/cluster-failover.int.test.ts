@@ -8,7 +8,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   connectClient,
-  docContent,
   expectedEntries,
   missingFrom,
   startTyping,
@@ -19,12 +18,14 @@ import {
 } from '@streambed/testing'
 import {
   blockedClients,
+  expectConverged,
   type ClusterDeployment,
   lagReplicaOf,
   logOf,
   measureDelivery,
   startClusterDeployment,
   streamLog,
+  typedAtLeast,
 } from './testing/cluster.js'
 import type { SpawnedProcessNode } from './testing/nodes.js'
 
@@ -46,7 +47,6 @@ afterAll(async () => {
   await waiting?.close()
 })
 
-const LOG = { log: 'array' } as const
 const streamKey = (dep: ClusterDeployment, doc: string) => `${dep.env.REDIS_PREFIX}:v1:{${doc}}:s`
 const serversOf = (dep: ClusterDeployment) =>
   dep.servers as [SpawnedProcessNode, SpawnedProcessNode]
@@ -54,43 +54,6 @@ const synced = async (...clients: TestClient[]) => {
   await Promise.all(clients.map((c) => c.synced(30_000)))
   return clients
 }
-const typedAtLeast = (typists: readonly Typist[], counts: readonly number[], more: number) =>
-  vi.waitFor(
-    () => typists.forEach((t, i) => expect(t.typed).toBeGreaterThanOrEqual(counts[i]! + more)),
-    { timeout: 60_000 },
-  )
-
-/**
- * Waits until every client holds every entry the typists typed and all hold the same state, then
- * checks a fresh client gets exactly that (each entry once). Returns the fresh client's log.
- */
-const expectConverged = async (
-  clients: readonly TestClient[],
-  typists: readonly Typist[],
-  freshOn: SpawnedProcessNode,
-  doc: string,
-): Promise<Set<string>> => {
-  const expected = expectedEntries(typists)
-  await vi.waitFor(
-    () => {
-      for (const c of clients) expect(missingFrom(c, expected)).toEqual([])
-      const first = docContent(clients[0]!.doc, LOG)
-      for (const c of clients.slice(1)) expect(docContent(c.doc, LOG)).toEqual(first)
-    },
-    { timeout: 60_000, interval: 250 },
-  )
-  const [fresh] = await synced(connectClient(freshOn.url, doc))
-  try {
-    const log = fresh!.doc.getArray<string>('log').toArray()
-    expect(missingFrom(fresh!, expected)).toEqual([])
-    expect(log).toHaveLength(new Set(log).size)
-    expect(docContent(fresh!.doc, LOG)).toEqual(docContent(clients[0]!.doc, LOG))
-    return new Set(log)
-  } finally {
-    fresh!.destroy()
-  }
-}
-
 describe('on a Redis Cluster', () => {
   it('measures what REDIS_WAIT_REPLICAS=1 costs a delivery between two nodes', async () => {
     const rows: string[] = []

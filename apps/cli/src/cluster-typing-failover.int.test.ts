@@ -5,19 +5,20 @@
  * end y-websocket's reconnects and lose every later edit (the CLUSTER benchmark found that). A
  * cluster of its own: the failovers of cluster-failover.int.test.ts leave theirs reshaped.
  */
-import { afterAll, beforeAll, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, it } from 'vitest'
 import {
   connectClient,
-  docContent,
-  expectedEntries,
-  missingFrom,
   startTyping,
   type TestClient,
-  type Typist,
   uniquePrefix,
   useRedisCluster,
 } from '@streambed/testing'
-import { type ClusterDeployment, startClusterDeployment } from './testing/cluster.js'
+import {
+  type ClusterDeployment,
+  expectConverged,
+  startClusterDeployment,
+  typedAtLeast,
+} from './testing/cluster.js'
 
 const rc = useRedisCluster()
 let dep: ClusterDeployment
@@ -28,14 +29,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await dep?.close()
 })
-
-const LOG = { log: 'array' } as const
-
-const typedAtLeast = (typists: readonly Typist[], counts: readonly number[], more: number) =>
-  vi.waitFor(
-    () => typists.forEach((t, i) => expect(t.typed).toBeGreaterThanOrEqual(counts[i]! + more)),
-    { timeout: 60_000 },
-  )
 
 it(
   'a master killed while clients keep typing: no edit is lost, all converge',
@@ -64,24 +57,7 @@ it(
     } finally {
       for (const t of typists) t.stop()
     }
-    const expected = expectedEntries(typists)
-    await vi.waitFor(
-      () => {
-        for (const c of clients) expect(missingFrom(c, expected)).toEqual([])
-        const first = docContent(clients[0]!.doc, LOG)
-        for (const c of clients.slice(1)) expect(docContent(c.doc, LOG)).toEqual(first)
-      },
-      { timeout: 60_000, interval: 250 },
-    )
-    const fresh = connectClient(a.url, doc)
-    try {
-      await fresh.synced(30_000)
-      const log = fresh.doc.getArray<string>('log').toArray()
-      expect(missingFrom(fresh, expected)).toEqual([])
-      expect(log).toHaveLength(new Set(log).size)
-    } finally {
-      fresh.destroy()
-      for (const c of clients) c.destroy()
-    }
+    await expectConverged(clients, typists, a, doc)
+    for (const c of clients) c.destroy()
   },
 )

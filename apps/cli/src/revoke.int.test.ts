@@ -12,11 +12,10 @@ import {
   connectClient,
   connectRaw,
   type RawClient,
-  startProcess,
   uniquePrefix,
   useRedisServer,
 } from '@streambed/testing'
-import { cliArgs, cliDir } from './testing/nodes.js'
+import { startCliProcess } from './testing/nodes.js'
 
 const redis = useRedisServer()
 
@@ -47,15 +46,7 @@ const issuedAfter = (atMs: number, claims: { sub: string; jti?: string }) =>
 
 /** `streambed revoke <args>` with the nodes' Redis settings; resolves once it exited. */
 const revoke = async (prefix: string, args: string[]) => {
-  const proc = startProcess(process.execPath, [...cliArgs('revoke'), ...args], {
-    cwd: cliDir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      REDIS_URL: redis.url,
-      REDIS_PREFIX: prefix,
-    },
-  })
+  const proc = startCliProcess(['revoke', ...args], { REDIS_URL: redis.url, REDIS_PREFIX: prefix })
   const code = await proc.exited
   return { code, output: proc.output.join('\n') }
 }

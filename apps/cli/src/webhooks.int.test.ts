@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import { startTestNode } from '@streambed/server/testing'
-import { connectClient, startProcess, uniquePrefix, useRedisServer } from '@streambed/testing'
+import { connectClient, uniquePrefix, useRedisServer } from '@streambed/testing'
 import { SIGNATURE_HEADER, verifyWebhook, type WebhookPayload } from '@streambed/webhooks'
 import { startTestWorker } from '@streambed/worker-app/testing'
-import { cliArgs, cliDir } from './testing/nodes.js'
+import { startCliProcess } from './testing/nodes.js'
 
 const redis = useRedisServer()
 const SECRET = 'webhooks-e2e-secret-0123456789'
@@ -54,14 +54,9 @@ const startReceiver = async (answer: (p: WebhookPayload, attempt: number) => num
 
 /** `streambed webhooks <args> --json` against the test's Redis; the parsed JSON it printed. */
 const cli = async (prefix: string, args: string[]): Promise<unknown> => {
-  const proc = startProcess(process.execPath, [...cliArgs('webhooks'), ...args, '--json'], {
-    cwd: cliDir,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      REDIS_URL: redis.url,
-      REDIS_PREFIX: prefix,
-    },
+  const proc = startCliProcess(['webhooks', ...args, '--json'], {
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: prefix,
   })
   expect(await proc.exited).toBe(0)
   const json = proc.output.find((l) => l.startsWith('{') || l.startsWith('['))

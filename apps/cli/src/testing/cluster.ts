@@ -9,7 +9,16 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import * as Y from 'yjs'
-import { type RedisCluster, type TestClient } from '@streambed/testing'
+import { expect, vi } from 'vitest'
+import {
+  connectClient,
+  docContent,
+  expectedEntries,
+  missingFrom,
+  type RedisCluster,
+  type TestClient,
+  type Typist,
+} from '@streambed/testing'
 import { fastCompaction } from '@streambed/worker-app/testing'
 import { spawnNode, type SpawnedProcessNode } from './nodes.js'
 
@@ -225,5 +234,46 @@ export const measureDelivery = async (
     p50Ms: percentile(sorted, 50),
     p99Ms: percentile(sorted, 99),
     maxMs: sorted[sorted.length - 1] ?? NaN,
+  }
+}
+
+const LOG = { log: 'array' } as const
+
+/** Waits until each typist typed `more` entries beyond its count in `counts`. */
+export const typedAtLeast = (typists: readonly Typist[], counts: readonly number[], more: number) =>
+  vi.waitFor(
+    () => typists.forEach((t, i) => expect(t.typed).toBeGreaterThanOrEqual(counts[i]! + more)),
+    { timeout: 60_000 },
+  )
+
+/**
+ * Waits until every client holds every entry the typists typed and all hold the same state, then
+ * checks a fresh client on `freshOn` gets exactly that (each entry once). Returns its log.
+ */
+export const expectConverged = async (
+  clients: readonly TestClient[],
+  typists: readonly Typist[],
+  freshOn: SpawnedProcessNode,
+  doc: string,
+): Promise<Set<string>> => {
+  const expected = expectedEntries(typists)
+  await vi.waitFor(
+    () => {
+      for (const c of clients) expect(missingFrom(c, expected)).toEqual([])
+      const first = docContent(clients[0]!.doc, LOG)
+      for (const c of clients.slice(1)) expect(docContent(c.doc, LOG)).toEqual(first)
+    },
+    { timeout: 60_000, interval: 250 },
+  )
+  const fresh = connectClient(freshOn.url, doc)
+  try {
+    await fresh.synced(30_000)
+    const log = fresh.doc.getArray<string>('log').toArray()
+    expect(missingFrom(fresh, expected)).toEqual([])
+    expect(log).toHaveLength(new Set(log).size)
+    expect(docContent(fresh.doc, LOG)).toEqual(docContent(clients[0]!.doc, LOG))
+    return new Set(log)
+  } finally {
+    fresh.destroy()
   }
 }

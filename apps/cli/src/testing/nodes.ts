@@ -21,6 +21,21 @@ export const cliArgs = (command: string): string[] => [
 ]
 
 /**
+ * `streambed <args>` (from the source) as a child process in the CLI's directory, with only
+ * PATH, HOME and `env` in its environment: what a user's shell would give it.
+ */
+export const startCliProcess = (
+  args: readonly string[],
+  env: Record<string, string>,
+): ManagedProcess => {
+  const [command = 'help', ...rest] = args
+  return startProcess(process.execPath, [...cliArgs(command), ...rest], {
+    cwd: cliDir,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+  })
+}
+
+/**
  * `node <args> bin/streambed.js <command>`: the compiled CLI users run (needs `npm run build`).
  * Benchmarks use it: tsx keeps function names by wrapping every function (esbuild keepNames),
  * which costs memory per closure and CPU that production does not pay.
