@@ -157,12 +157,10 @@ interface Results {
 
 /** What one run of a workload measured (the per-backend table is made of these). */
 interface Measured {
-  docsPerSecond: number
   perWorker: number
   durableP50: number
   durableP95: number
   drainCpuMsPerDoc: number
-  liveCpuMsPerDoc: number
   identical: string
 }
 
@@ -270,12 +268,10 @@ const runWorkload = async (
       'wall s': fmt((performance.now() - started) / 1000, 1),
     })
     return {
-      docsPerSecond: docs / seconds,
       perWorker,
       durableP50: p50,
       durableP95: p95,
       drainCpuMsPerDoc: (workerCpu(cpu) * 1000) / docs,
-      liveCpuMsPerDoc: (liveWorkerCpu * 1000) / times.length,
       identical: `${sizes.identical}/${docs}`,
     }
   } finally {

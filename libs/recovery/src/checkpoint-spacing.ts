@@ -14,7 +14,7 @@
  */
 import { idTimeMs, type StreamId } from '@streambed/common'
 
-const DAY_MS = 86_400_000
+export const DAY_MS = 86_400_000
 /** 1970-01-01 was a Thursday: day + 3 counts from a Monday. */
 const MONDAY_OFFSET = 3
 const WEEK_DAYS = 7
@@ -30,7 +30,8 @@ export interface SpacingOptions {
   readonly retentionMs: number
 }
 
-const utcDay = (ms: number) => Math.floor(ms / DAY_MS)
+/** The UTC day (days since 1970-01-01) of epoch milliseconds `ms`. */
+export const utcDay = (ms: number): number => Math.floor(ms / DAY_MS)
 
 /**
  * The period that a checkpoint made on UTC day `day` belongs to, at the granularity of `ageDays`

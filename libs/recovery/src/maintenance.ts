@@ -22,11 +22,9 @@ import {
   planThinning,
   readChain,
 } from './checkpoint-chain.js'
-import { checkpointsToDrop } from './checkpoint-spacing.js'
+import { DAY_MS, checkpointsToDrop, utcDay } from './checkpoint-spacing.js'
 import { allDocuments, inBatches, type RecoveryDeps } from './documents.js'
 import { lastIdAt } from './history.js'
-
-const DAY_MS = 86_400_000
 
 export interface MaintenanceSettings {
   /** A new checkpoint when the newest one is older than this (and storage moved on since). */
@@ -56,8 +54,6 @@ export interface MaintenanceResult {
   /** Checkpoints removed by thinning. */
   readonly droppedCheckpoints: StreamId[]
 }
-
-const utcDay = (ms: number) => Math.floor(ms / DAY_MS)
 
 /** Throws `AppError('CONFIG')` unless the settings make sense. */
 export const checkMaintenanceSettings = (s: MaintenanceSettings): void => {
