@@ -139,10 +139,13 @@ const sideBySide = async (pages: Page[]): Promise<Buffer> => {
   }
 }
 
-/** Types at the end of the document. */
+/**
+ * Types at the end of the document. The caret is put there by Tiptap itself (`focus('end')`):
+ * Control+End right after the click was once lost (a CI run typed at the start instead).
+ */
 const typeAtEnd = async (page: Page, text: string, delay = 0) => {
   await page.locator('.tiptap').click()
-  await page.keyboard.press('Control+End')
+  await page.evaluate(`document.querySelector('.tiptap').editor.commands.focus('end')`)
   await page.keyboard.type(text, { delay })
 }
 
