@@ -57,3 +57,11 @@ export const encodeDoorbell = (
   update.length <= inlineLimit
     ? Buffer.concat([Buffer.from(`u ${id} ${prev} ${origin} i\n`, 'latin1'), update])
     : Buffer.from(`u ${id} ${prev} ${origin} r\n`, 'latin1')
+
+/**
+ * The doorbell of entries up to `id` that became visible without one of their own (their WAIT
+ * timed out, a later confirmation covered them; see replicated-1.lua): `prev` is `id` itself, so
+ * a node that delivered less fills its gap by reading, and one that delivered `id` ignores it.
+ */
+export const encodeConfirmedDoorbell = (id: string): Buffer =>
+  Buffer.from(`u ${id} ${id} - r\n`, 'latin1')

@@ -331,6 +331,73 @@ describe('WAIT for replicas', () => {
     await vi.waitFor(() => expect(bells.map((b) => b.id)).toEqual([later.id]))
   })
 
+  it('an entry no replica confirmed is read by nobody until one does; a resend or a confirm makes it visible', async () => {
+    const keys = createKeys(uniquePrefix('cl-wait4'))
+    const doc = 'unseen'
+    const writer = redis.duplicate()
+    const streams = createDocStreams({
+      redis,
+      keys,
+      queueShards: SHARDS,
+      waitReplicas: 1,
+      waitTimeoutMs: 300,
+      writer,
+    })
+    const bells = await listen(keys, doc)
+    const first = (await streams.append(doc, update('first'), 'n/1'))!
+    const replica = await replicaOf(keys.stream(doc))
+    const master = await direct(masterFor(redis, keys.stream(doc)))
+    try {
+      await replica.call('CLIENT', 'PAUSE', '3000', 'ALL')
+      const second = update('second')
+      const failed = await streams.append(doc, second, 'n/1').catch((e: unknown) => e)
+      expect(isAppError(failed, 'REDIS_UNAVAILABLE')).toBe(true)
+      // The master holds the entry, but a join, a gap fill or a compaction does not read it.
+      expect(await master.xlen(keys.stream(doc))).toBe(2)
+      const unseen = await streams.readTail(doc, '0-0')
+      expect(unseen.entries.map((e) => e.id)).toEqual([first.id])
+      expect(unseen.last).toBe(first.id)
+      expect(unseen.pending).toBe(true)
+      // Its writer resends it (y-websocket does after the 4503 close): not acknowledged either
+      // while the replica still lags.
+      const again = await streams.append(doc, second, 'n/1').catch((e: unknown) => e)
+      expect(isAppError(again, 'REDIS_UNAVAILABLE')).toBe(true)
+      expect((await streams.readTail(doc, '0-0')).entries).toHaveLength(1)
+      expect(bells.map((b) => b.id)).toEqual([first.id])
+
+      // Once the replica is back, the resend is acknowledged and the entry is seen by everyone,
+      // with a doorbell for the nodes that deliver it live.
+      await vi.waitFor(async () => expect(await streams.append(doc, second, 'n/1')).toBeNull(), {
+        timeout: 15_000,
+        interval: 200,
+      })
+      const seen = await streams.readTail(doc, '0-0')
+      expect(seen.entries).toHaveLength(2)
+      expect(seen.pending).toBe(false)
+      const secondId = seen.entries[1]!.id
+      expect(seen.last).toBe(secondId)
+      await vi.waitFor(() => expect(bells.map((b) => b.id)).toEqual([first.id, secondId]))
+
+      // The same for an entry whose writer never comes back: a worker's confirm covers it.
+      await replica.call('CLIENT', 'PAUSE', '1000', 'ALL')
+      const orphanErr = await streams.append(doc, update('orphan'), 'n/2').catch((e: unknown) => e)
+      expect(isAppError(orphanErr, 'REDIS_UNAVAILABLE')).toBe(true)
+      expect((await streams.readTail(doc, secondId)).entries).toEqual([])
+      await vi.waitFor(async () => expect(await streams.confirm(doc)).toBe(true), {
+        timeout: 15_000,
+        interval: 200,
+      })
+      const orphan = await streams.readTail(doc, secondId)
+      expect(orphan.entries).toHaveLength(1)
+      expect(orphan.pending).toBe(false)
+      await vi.waitFor(() => expect(bells.at(-1)?.id).toBe(orphan.entries[0]!.id))
+    } finally {
+      replica.disconnect()
+      master.disconnect()
+      writer.disconnect()
+    }
+  })
+
   it('a WAIT held up by a slow replica holds up no read of another document on that master', async () => {
     const keys = createKeys(uniquePrefix('cl-wait3'))
     const slow = 'slow'

@@ -1,6 +1,6 @@
 import type { Redis } from './redis.js'
 import * as Y from 'yjs'
-import { AppError, guarded, maxId, sleep, ZERO_ID } from '@streambed/common'
+import { AppError, compareIds, guarded, maxId, sleep, ZERO_ID } from '@streambed/common'
 import {
   inspectUpdate,
   nextClocks,
@@ -11,7 +11,7 @@ import {
 import { partsOf, readDocument, type StateLoader } from './doc-read.js'
 import type { Keys } from './keys.js'
 import { shardOf } from './keys.js'
-import { encodeDoorbell } from './channel.js'
+import { encodeConfirmedDoorbell, encodeDoorbell } from './channel.js'
 import { isCluster, masterFor } from './redis.js'
 import { scripts } from './scripts.js'
 import type { AppendResult, DocStreams, StreamEntry } from './tail.js'
@@ -172,12 +172,35 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
           `append to ${doc}: ${acked} of ${waitFor.replicas} replicas confirmed within ${waitFor.timeoutMs} ms`,
         )
       }
-      await writer.spublish(
-        keys.channel(doc),
-        encodeDoorbell(appended.id, appended.prev, origin, update, inlineLimit),
-      )
+      // Visible to readers first, then rung: a node filling a gap on this doorbell reads it.
+      await Promise.all([
+        scripts.replicated.run(writer, [keys.meta(doc)], ['raise', appended.id]),
+        writer.spublish(
+          keys.channel(doc),
+          encodeDoorbell(appended.id, appended.prev, origin, update, inlineLimit),
+        ),
+      ])
     }
     return appended
+  }
+
+  /**
+   * With `waitReplicas`: makes every entry of `doc` appended so far visible once the replicas
+   * confirm it (entries whose own WAIT timed out stay unseen until then). True when nothing is
+   * left unconfirmed, false when the replicas did not confirm in time.
+   */
+  const confirm = async (doc: string): Promise<boolean> => {
+    if (!waitFor) return true
+    const [last, visible] = (
+      (await scripts.replicated.run(writer, [keys.meta(doc)], ['mark'])) as Buffer[]
+    ).map(String) as [string, string]
+    if (compareIds(last, visible) <= 0) return true
+    if ((await replicated(doc, waitFor)) < waitFor.replicas) return false
+    await Promise.all([
+      scripts.replicated.run(writer, [keys.meta(doc)], ['raise', last]),
+      writer.spublish(keys.channel(doc), encodeConfirmedDoorbell(last)),
+    ])
+    return true
   }
 
   /** WAIT on the master that holds `doc` (the connection that ran its append). */
@@ -232,14 +255,26 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
       const floor = appendOpts.floor ?? ZERO_ID
       let shape = appendOpts.shape ?? inspectUpdate(update)
       let gap: AppError | null = null
+      let stripped = false
       for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
-        if (shape.clients.size === 0 && !shape.hasDeletes) return null
+        if (shape.clients.size === 0 && !shape.hasDeletes) {
+          // A resend of entries the stream has, maybe unconfirmed (their WAIT timed out): it is
+          // acknowledged only once the replicas have them.
+          if (stripped && !(await confirm(doc))) {
+            throw new AppError(
+              'REDIS_UNAVAILABLE',
+              `append to ${doc}: replicas did not confirm its earlier entries within ${waitFor?.timeoutMs} ms`,
+            )
+          }
+          return null
+        }
         if (gap) await sleep(gapWaitMs * 2 ** attempt)
         const outcome = await tryAppend(doc, update, origin, floor, shape)
         if (outcome === 'seed') await seed(doc)
         else if (outcome instanceof Map) {
           // The document has some of these ids (their first content stays): keep what is new.
           const overlapped = overlaps(shape, outcome)
+          stripped ||= overlapped
           update = withoutKnown(update, outcome)
           shape = inspectUpdate(update)
           gap = gapIn(doc, shape, outcome)
@@ -259,13 +294,14 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
 
   const readTail: DocStreams['readTail'] = (doc, after) =>
     guarded('REDIS_UNAVAILABLE', `read ${doc}`, async () => {
-      const [trimmedBuf, lastBuf, firstPage] = (await scripts.read.run(
+      const [trimmedBuf, lastBuf, firstPage, endBuf, pendingFlag] = (await scripts.read.run(
         redis,
         [keys.stream(doc), keys.meta(doc)],
-        [after, pageSize],
-      )) as [Buffer, Buffer, RawEntry[]]
+        [after, pageSize, waitFor ? 1 : 0],
+      )) as [Buffer, Buffer, RawEntry[], Buffer, number]
       let trimmed = trimmedBuf.toString()
       const last = lastBuf.toString()
+      const end = endBuf.toString()
       const entries = firstPage.map(parseEntry)
       let page = firstPage.length
       while (page === pageSize) {
@@ -273,7 +309,7 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
         const raw = (await redis.xrangeBuffer(
           keys.stream(doc),
           `(${from}`,
-          '+',
+          end,
           'COUNT',
           pageSize,
         )) as unknown as RawEntry[]
@@ -286,9 +322,9 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
         const again = await redis.hget(keys.meta(doc), 'trimmed')
         if (again) trimmed = maxId(trimmed, again)
       }
-      return { trimmed, last, entries }
+      return { trimmed, last, entries, pending: pendingFlag === 1 }
     })
 
-  const streams: DocStreams = { append, readTail }
+  const streams: DocStreams = { append, readTail, confirm }
   return streams
 }

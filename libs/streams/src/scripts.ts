@@ -99,6 +99,7 @@ export const scripts = {
   append: loadScript('append-3.lua'),
   appendInSlot: loadScript('append-2.lua'),
   read: loadScript('read-2.lua'),
+  replicated: loadScript('replicated-1.lua'),
   awarenessSet: loadScript('awareness-set-1.lua'),
   awarenessExpire: loadScript('awareness-expire-1.lua'),
   heartbeat: loadScript('heartbeat-1.lua'),

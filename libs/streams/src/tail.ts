@@ -12,10 +12,15 @@ export interface StreamEntry {
 export interface TailRead {
   /** Every entry with a smaller id is gone from the stream (`0-0`: nothing ever trimmed). */
   readonly trimmed: StreamId
-  /** Id of the last entry ever appended (`0-0`: none). */
+  /**
+   * Id of the last entry ever appended (`0-0`: none). With REDIS_WAIT_REPLICAS, the last one the
+   * replicas confirmed: later entries are not read until they are (see `pending`).
+   */
   readonly last: StreamId
   /** Entries after the requested id, oldest first. */
   readonly entries: StreamEntry[]
+  /** Entries after `last` exist that no replica confirmed yet (REDIS_WAIT_REPLICAS only). */
+  readonly pending?: boolean
 }
 
 export interface AppendResult {
@@ -47,8 +52,19 @@ export interface DocStreams {
     origin: string,
     opts?: AppendOptions,
   ): Promise<AppendResult | null>
-  /** Reads every entry after `after` with the trim marker read atomically with the first page. */
+  /**
+   * Reads every entry after `after` with the trim marker read atomically with the first page.
+   * With REDIS_WAIT_REPLICAS only entries the replicas confirmed are read: an append whose WAIT
+   * is pending or timed out is seen by nobody until it is confirmed (a failover then cannot take
+   * back what a reader saw).
+   */
   readTail(doc: string, after: StreamId): Promise<TailRead>
+  /**
+   * With REDIS_WAIT_REPLICAS: waits for the replicas to confirm every entry appended so far and
+   * makes them visible (ringing a doorbell for them). Resolves false when the replicas did not
+   * confirm within the wait timeout; true at once without REDIS_WAIT_REPLICAS.
+   */
+  confirm(doc: string): Promise<boolean>
 }
 
 /**

@@ -78,9 +78,13 @@ export const compactTask = async (deps: CompactorDeps, task: Task): Promise<Outc
   try {
     if ((await queue.liveToken(doc)) !== token) return { settle: 'ack', reason: 'stale' }
 
-    const { stored, tail } = await readDocument(storage, deps.streams, doc, {
-      afterLoad: () => hooks('after-load', doc),
-    })
+    const read = () =>
+      readDocument(storage, deps.streams, doc, { afterLoad: () => hooks('after-load', doc) })
+    let document = await read()
+    // REDIS_WAIT_REPLICAS: entries whose WAIT timed out are read by nobody until confirmed; the
+    // worker confirms them (else they would wait for the document's next append).
+    if (document.tail.pending && (await deps.streams.confirm(doc))) document = await read()
+    const { stored, tail } = document
     const watermark = stored?.watermark ?? ZERO_ID
     let storedUpTo = watermark
     const { entries, anomaly } = await entriesToMerge(deps, doc, stored, tail)

@@ -1,7 +1,8 @@
 --[[
 append-entry.lua: the body of append-3.lua and append-2.lua (see their headers): check the
 update's clock claims against the document's clock map, append it with an id above everything the
-document had, ring the doorbell (unless the caller rings it after WAIT), and mark the compaction
+document had, ring the doorbell (unless the caller rings it after WAIT, see replicated-1.lua for
+meta.visible), and mark the compaction
 task in the meta hash. The caller puts a new task on the queue: in the same script on a standalone
 Redis (append-3.lua), in a second command on a cluster, where the queue lives in another slot
 (append-2.lua; a reconciler repairs a crash between the two).
@@ -47,6 +48,12 @@ local function appendEntry(stream, meta)
   end
 
   redis.call('HSET', meta, 'last', id)
+  -- After WAIT the caller raises meta.visible to this id (replicated-1.lua); until then readers
+  -- bounded by it do not see the entry. The first such append starts the bound where the stream
+  -- stood: everything before it was appended without WAIT, or confirmed.
+  if not ring and redis.call('HEXISTS', meta, 'visible') == 0 then
+    redis.call('HSET', meta, 'visible', prev)
+  end
   for i = 0, claims - 1 do
     redis.call('HSET', meta, 'k:' .. ARGV[9 + 3 * i], ARGV[11 + 3 * i])
   end

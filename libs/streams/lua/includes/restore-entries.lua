@@ -71,6 +71,10 @@ local function restoreEntries(stream, meta)
   if idLess(last, reached) then last = reached end
   if idLess(last, highest) then last = highest end
   redis.call('HSET', meta, 'last', last)
+  -- Restored entries come from a backup, not from a writer waiting for replicas: readers bounded
+  -- by meta.visible (REDIS_WAIT_REPLICAS) see them at once.
+  local visible = redis.call('HGET', meta, 'visible')
+  if visible and idLess(visible, last) then redis.call('HSET', meta, 'visible', last) end
 
   local trimmed = redis.call('HGET', meta, 'trimmed')
   if trimmed then
