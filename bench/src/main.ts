@@ -31,14 +31,15 @@ const modules: Record<string, string> = {
   history: './history.js',
   hops: './hops.js',
   cluster: './redis-cluster.js',
+  structure: './structure.js',
 }
 /**
  * Scenarios run only when named: `wire` adds about 3 minutes (six fresh nodes), `recovery` several
  * (backups and restores of 10 000 documents), `history` (update-log bytes per day of history, per
- * backend), `hops` (the cross-node path timed hop by hop) and `cluster` (a 6-process Redis Cluster
- * against one Redis, about 6 minutes).
+ * backend), `hops` (the cross-node path timed hop by hop), `cluster` (a 6-process Redis Cluster
+ * against one Redis, about 6 minutes) and `structure` (node memory of the structure check).
  */
-const optIn = new Set(['wire', 'recovery', 'history', 'hops', 'cluster'])
+const optIn = new Set(['wire', 'recovery', 'history', 'hops', 'cluster', 'structure'])
 const defaults = Object.keys(modules).filter((name) => !optIn.has(name))
 
 const args = process.argv.slice(2)

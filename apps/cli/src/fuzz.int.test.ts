@@ -12,7 +12,6 @@
  *   FUZZ_SEED=123     another seed (a failure prints the seed and path to replay it)
  *   FUZZ_PATH=3:1     with the failing seed: replay only that case
  *   FUZZ_SHRINK=1     shrink a failing case to a smaller one (slow: each try is a case)
- *   FUZZ_SKIP_KNOWN=0 send updates of the open bug class too (see SKIP_KNOWN)
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -26,8 +25,6 @@ import {
   decodeAwarenessUpdate,
   decodeMessage,
   encodeSyncStep1,
-  inspectUpdate,
-  nextClocks,
 } from '@streambed/protocol'
 import { startTestNode, type TestNode } from '@streambed/server/testing'
 import { openStorage, type DocStorage } from '@streambed/storage'
@@ -85,24 +82,11 @@ const ATTACKER_CLOSE_CODES = new Set([1000, 1005, 1006, 4400, 4413, 4509])
 const POST_STATUSES = new Set([200, 400, 409, 413])
 
 /**
- * The fuzz found two production bugs (issue 8 item 6). Items naming an id of their own client at
- * or after their own clock are now refused (inspectUpdate), and so are updates that reuse ids with
- * other content in a way their new items contradict (DocStreams.append checks the document reads as
- * its own encoding after such an update). One class stays open (docs/decisions/0010): an update
- * that reuses nothing but names existing items as neighbours in an order the document contradicts
- * reads one way applied and another way encoded. Checking it needs the document for every update,
- * which nodes do not keep. Those updates are held back unless FUZZ_SKIP_KNOWN=0 (to see the class).
+ * The fuzz found three production bugs (issue 8 item 6), all refused now: items naming an id of
+ * their own client at or after their own clock (inspectUpdate), updates reusing ids with other
+ * content in a way their new items contradict (DocStreams.append), and items naming neighbours in
+ * an order the document contradicts (StructureGuard, decision 0014).
  */
-const SKIP_KNOWN = process.env.FUZZ_SKIP_KNOWN !== '0'
-const updateIn = (frame: Uint8Array): Uint8Array | null => {
-  try {
-    const m = decodeMessage(frame)
-    return m.kind === 'sync-update' || m.kind === 'sync-step2' ? m.update : null
-  } catch {
-    return null
-  }
-}
-
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const tick = () => new Promise<void>((r) => setImmediate(r))
 
@@ -284,31 +268,6 @@ describe('fuzzing two nodes and a worker', () => {
     if (dir) await rm(dir, { recursive: true, force: true })
   })
 
-  /** See SKIP_KNOWN: whether sending `update` to `doc` now would hit the open bug class. */
-  const knownBug = async (doc: string, update: Uint8Array | null): Promise<boolean> => {
-    if (!update) return false
-    let shape
-    try {
-      shape = inspectUpdate(update)
-    } catch {
-      return false // the node refuses it
-    }
-    const parts = partsOf(await readDocument(storage, streams, doc))
-    const known = nextClocks(parts)
-    // An update overlapping known ids is checked by the node itself (and refused if it disagrees).
-    if ([...shape.clients].some(([c, runs]) => (runs[0]?.from ?? 0) < (known.get(c) ?? 0)))
-      return false
-    const ydoc = new Y.Doc()
-    try {
-      for (const part of parts) Y.applyUpdate(ydoc, part)
-      Y.applyUpdate(ydoc, update)
-      return viewOfDoc(ydoc) !== viewOfEncoded(ydoc)
-    } catch {
-      return true
-    } finally {
-      ydoc.destroy()
-    }
-  }
 
   /** Every way to see `doc`; equal texts = equal content. */
   const views = async (
@@ -438,10 +397,6 @@ describe('fuzzing two nodes and a worker', () => {
           case 'send': {
             const attacker = await socketFor(step)
             const { frame } = buildFrame(ctx, step.frame)
-            if (SKIP_KNOWN && (await knownBug(doc, updateIn(frame)))) {
-              count('held back (FUZZ_SKIP_KNOWN)')
-              break
-            }
             log.push(`#${k} ${attacker.label} sends ${step.frame.f}: ${hex(frame, 1024)}`)
             count(
               `sent ${step.frame.f === 'mutated' ? `mutated ${step.frame.base.f}` : step.frame.f}`,
@@ -452,10 +407,6 @@ describe('fuzzing two nodes and a worker', () => {
           case 'post': {
             const node = nodes[step.node] as TestNode
             const { body } = buildFrame(ctx, step.frame)
-            if (SKIP_KNOWN && (await knownBug(doc, body))) {
-              count('held back (FUZZ_SKIP_KNOWN)')
-              break
-            }
             const label = `#${k} POST to node ${step.node} (${step.frame.f}): ${hex(body, 1024)}`
             log.push(label)
             const status = fetch(`${node.httpUrl}/docs/${doc}`, { method: 'POST', body }).then(

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as Y from 'yjs'
+import * as encoding from 'lib0/encoding'
 import { SignJWT } from 'jose'
 import type WebSocket from 'ws'
 import type { WebsocketProvider } from 'y-websocket'
@@ -358,6 +359,120 @@ describe('one content per id (decision 0010)', () => {
     }
     expect(errors.flat()).toEqual([])
     for (const c of [alice, bob, carol]) c.destroy()
+  })
+})
+
+/**
+ * An update of one new item, `client:clock`, naming `origin` as its left neighbour and `right` as
+ * its right one, whatever the document holds there (Yjs' own encoder; honest clients name the
+ * neighbours the item had where it was typed).
+ */
+const itemNaming = (
+  client: number,
+  origin: Y.ID | null,
+  right: Y.ID | null,
+  text: string,
+): Uint8Array => {
+  const encoder = new Y.UpdateEncoderV1()
+  encoding.writeVarUint(encoder.restEncoder, 1)
+  encoding.writeVarUint(encoder.restEncoder, 1)
+  encoder.writeClient(client)
+  encoding.writeVarUint(encoder.restEncoder, 0)
+  const id = Y.createID(client, 0)
+  new Y.Item(id, null, origin, null, right, null, null, new Y.ContentString(text)).write(encoder, 0)
+  encoding.writeVarUint(encoder.restEncoder, 0)
+  return encoder.toUint8Array()
+}
+
+describe('neighbours an update names (decision 0014)', () => {
+  it('an item naming neighbours in an order the document contradicts is refused (4400); all readers agree', async () => {
+    const prefix = uniquePrefix('neighbours')
+    await using dir = await tempDir()
+    const env = envFor(prefix, { STORAGE_DIR: dir.path })
+    await using a = await startTestNode(env)
+    await using b = await startTestNode(env)
+    await using c = await startTestNode(env)
+    await using _worker = await startTestWorker(env)
+    const alice = connectClient(a.url, 'nb')
+    const bob = connectClient(b.url, 'nb')
+    const errors = [applyErrors(alice), applyErrors(bob)]
+    await Promise.all([alice.synced(), bob.synced()])
+    alice.doc.getText('t').insert(0, 'abc')
+    await vi.waitFor(() => expect(bob.doc.getText('t').toString()).toBe('abc'))
+    const abc = alice.doc.clientID
+    // Node a checked alice's update against the document, which it now holds.
+    expect(await metric(a.httpUrl, 'streambed_structure_docs')).toBe(1)
+
+    // "Z" between c (abc:2) and b (abc:1): applied it lands after a, read from the document's
+    // encoding after c. Without the check, live clients showed "aZbc" and joiners "abcZ".
+    const twisted = itemNaming(5151, Y.createID(abc, 2), Y.createID(abc, 1), 'Z')
+    const live = new Y.Doc()
+    Y.applyUpdate(live, Y.encodeStateAsUpdate(alice.doc))
+    Y.applyUpdate(live, twisted)
+    const read = new Y.Doc()
+    Y.applyUpdate(read, Y.encodeStateAsUpdate(live))
+    expect([live.getText('t').toString(), read.getText('t').toString()]).toEqual(['aZbc', 'abcZ'])
+
+    for (const [node, via] of [
+      [a, 'socket'],
+      [b, 'socket'],
+      [c, 'http'],
+    ] as const) {
+      if (via === 'socket') {
+        const raw = connectRaw(`${node.url}/nb`)
+        await raw.opened
+        raw.send(encodeSyncUpdate(twisted))
+        const closed = await raw.closed
+        expect(closed.code).toBe(CloseCode.badMessage)
+        expect(closed.reason).toContain('in an order the document contradicts')
+      } else {
+        // Node c serves no socket of the document: it checks against a fresh read.
+        const res = await fetch(`${node.httpUrl}/docs/nb`, { method: 'POST', body: twisted })
+        expect(res.status).toBe(400)
+      }
+    }
+    // An honest item between a and b goes in; everyone holds the same document.
+    const honest = itemNaming(5252, Y.createID(abc, 0), Y.createID(abc, 1), 'Y')
+    const post = await fetch(`${b.httpUrl}/docs/nb`, { method: 'POST', body: honest })
+    expect(post.status).toBe(200)
+    await vi.waitFor(() => {
+      for (const c of [alice, bob]) expect(c.doc.getText('t').toString()).toBe('aYbc')
+    })
+    const carol = connectClient(a.url, 'nb')
+    errors.push(applyErrors(carol))
+    await carol.synced()
+    expect(contentOfClient(carol)).toEqual({ m: {}, t: 'aYbc' })
+    for (const node of [a, b])
+      expect(contentOf(await readDoc(node.httpUrl, 'nb'))).toEqual({ m: {}, t: 'aYbc' })
+    expect(errors.flat()).toEqual([])
+    for (const client of [alice, bob, carol]) client.destroy()
+  })
+
+  it('concurrent inserts at one place from two nodes are all accepted and converge', async () => {
+    const prefix = uniquePrefix('concurrent')
+    await using a = await startTestNode(envFor(prefix))
+    await using b = await startTestNode(envFor(prefix))
+    const writers = [a, b, a, b].map((n) => connectClient(n.url, 'cc'))
+    const errors = writers.map(applyErrors)
+    await Promise.all(writers.map((w) => w.synced()))
+    writers[0]!.doc.getText('t').insert(0, '[]')
+    await vi.waitFor(() => {
+      for (const w of writers) expect(w.doc.getText('t').toString()).toBe('[]')
+    })
+    // Everyone types inside the brackets at once: the later keystrokes name neighbours with
+    // other writers' concurrent characters between them.
+    for (let round = 0; round < 20; round++)
+      for (const [i, w] of writers.entries()) w.doc.getText('t').insert(1, String(i))
+    await vi.waitFor(() => {
+      const texts = writers.map((w) => w.doc.getText('t').toString())
+      expect(texts[0]).toHaveLength(82)
+      expect(new Set(texts).size).toBe(1)
+    })
+    const joiner = connectClient(b.url, 'cc')
+    await joiner.synced()
+    expect(joiner.doc.getText('t').toString()).toBe(writers[0]!.doc.getText('t').toString())
+    expect(errors.flat()).toEqual([])
+    for (const w of [...writers, joiner]) w.destroy()
   })
 })
 

@@ -51,6 +51,14 @@ export interface FanOutOptions {
   retryMs?: number
   /** Hop timestamps (TRACE_HOPS); null: off. */
   trace?: HopTrace | null
+  /**
+   * Told of every entry delivered here, and of documents whose delivered entries no longer
+   * describe them (dropped, or Redis lost entries): the structure check's cache (StructureGuard).
+   */
+  structure?: {
+    delivered(doc: string, entries: readonly StreamEntry[]): void
+    forget(doc: string): void
+  }
 }
 
 /** After the subscriber reconnects, catch up again this much later (resubscription may lag). */
@@ -198,6 +206,7 @@ export class FanOut {
 
   private async drop(doc: LiveDoc): Promise<void> {
     this.docs.delete(doc.name)
+    this.opts.structure?.forget(doc.name)
     this.opts.metrics.docsOpen.set(this.docs.size)
     if (doc.retryTimer) clearTimeout(doc.retryTimer)
     try {
@@ -301,6 +310,7 @@ export class FanOut {
         'stream gap; resyncing clients',
       )
       for (const conn of doc.conns) conn.close(CloseCode.resync, 'missed updates; resync')
+      this.opts.structure?.forget(doc.name)
       doc.lastId = tail.last
       return
     }
@@ -330,6 +340,7 @@ export class FanOut {
       'stream lost entries delivered here; resyncing clients',
     )
     for (const conn of doc.conns) conn.close(CloseCode.resync, 'server lost updates; resync')
+    this.opts.structure?.forget(doc.name)
     doc.lastId = last
   }
 
@@ -341,6 +352,8 @@ export class FanOut {
     doc.lastId = last.id
     const encoded = entries.map((e) => encodeSyncUpdate(e.update))
     for (const conn of doc.conns) conn.deliver(entries, encoded)
+    // After the sockets: the structure check's copy is not on the delivery's path.
+    this.opts.structure?.delivered(doc.name, entries)
     this.opts.metrics.messagesSent.inc({ type: 'update' }, entries.length * doc.conns.size)
     if (trace) {
       const sent = trace.now()
@@ -362,6 +375,7 @@ export class FanOut {
         )
         for (const doc of this.docs.values()) {
           for (const conn of doc.conns) conn.close(CloseCode.resync, 'server state reset; resync')
+          this.opts.structure?.forget(doc.name)
           doc.lastId = ZERO_ID
         }
       }

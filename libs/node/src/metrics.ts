@@ -16,6 +16,11 @@ export const createNodeMetrics = (registry = new Registry()) => {
       help: 'documents with at least one connection on this node',
       registers: r,
     }),
+    structureDocs: new Gauge({
+      name: 'streambed_structure_docs',
+      help: 'documents whose structure this node holds to check updates against (STRUCTURE_CHECK)',
+      registers: r,
+    }),
     updatesAppended: new Counter({
       name: 'streambed_updates_appended_total',
       help: 'updates appended to streams',

@@ -26,6 +26,7 @@ import type { NodeMetrics } from './metrics.js'
 import { Presence } from './presence.js'
 import { Sync } from './sync.js'
 import { createSyncPool, type SyncPool } from './sync-pool.js'
+import { StructureGuard } from './structure-guard.js'
 import { WritePath } from './write-path.js'
 
 export interface RuntimeLimits {
@@ -56,6 +57,11 @@ export interface RuntimeLimits {
   syncThreadAboveBytes: number
   /** A sync thread idle this long exits, returning the memory a large document's parse left. */
   syncThreadIdleMs: number
+  /**
+   * Check each update's items against the document's structure (StructureGuard): the node then
+   * holds a Y.Doc of every document written through it while it serves the document.
+   */
+  structureCheck: boolean
 }
 
 export const defaultLimits: RuntimeLimits = {
@@ -74,6 +80,7 @@ export const defaultLimits: RuntimeLimits = {
   syncThreads: 1,
   syncThreadAboveBytes: 256 * 1024,
   syncThreadIdleMs: 10_000,
+  structureCheck: true,
 }
 
 export interface RuntimeOptions {
@@ -119,6 +126,8 @@ export class NodeRuntime {
   private readonly fanOut: FanOut
   private readonly presence: Presence
   private readonly writes: WritePath
+  /** Structure checks of updates (STRUCTURE_CHECK); null: off. */
+  private readonly structure: StructureGuard | null
   private readonly sync: Sync
   private readonly syncPool: SyncPool
   private nextConnId = 1
@@ -142,7 +151,20 @@ export class NodeRuntime {
       metrics,
       lingerMs: limits.docLingerMs,
       trace: this.trace,
+      structure: {
+        delivered: (doc, entries) => this.structure?.delivered(doc, entries),
+        forget: (doc) => this.structure?.forget(doc),
+      },
     })
+    this.structure = limits.structureCheck
+      ? new StructureGuard({
+          read: (doc) => readDocument(opts.storage, streams, doc),
+          readTail: (doc, after) => streams.readTail(doc, after),
+          isServed: (doc) => this.fanOut.subscribed(doc) !== undefined,
+          metrics,
+          logger,
+        })
+      : null
     this.presence = new Presence({
       redis,
       keys,
@@ -163,6 +185,7 @@ export class NodeRuntime {
       maxInFlightUpdates: limits.maxInFlightUpdates,
       maxQueuedBytes: limits.maxQueuedBytes,
       lastSeenId: (doc) => this.fanOut.lastId(doc),
+      guard: this.structure,
       reject,
       trace: this.trace,
     })
@@ -398,6 +421,7 @@ export class NodeRuntime {
     await this.presence.stop()
     await this.fanOut.close()
     await this.syncPool.close()
+    this.structure?.close()
     await this.trace?.close()
   }
 }

@@ -1,7 +1,7 @@
 import * as Y from 'yjs'
 import { AppError, type StreamId, ZERO_ID, maxId } from '@streambed/common'
 import { addsNothing, disjointShapes, inspectUpdate, type UpdateShape } from '@streambed/protocol'
-import type { AppendResult, DocStreams } from '@streambed/streams'
+import type { AppendGuard, AppendResult, DocStreams } from '@streambed/streams'
 import type { Connection, QueuedUpdate } from './connection.js'
 import type { HopTrace } from './hop-trace.js'
 import type { NodeMetrics } from './metrics.js'
@@ -13,6 +13,8 @@ export interface WritePathOptions {
   maxInFlightUpdates: number
   /** Bytes of queued updates of one connection before it is closed (4529). */
   maxQueuedBytes: number
+  /** Checks updates against the document's structure before they are appended; null: none. */
+  guard?: AppendGuard | null
   /** The highest entry id this node has seen of `doc` (appends must go above it). */
   lastSeenId: (doc: string) => StreamId
   /** Closes a connection with the close code of `err` (the runtime's single translation). */
@@ -133,6 +135,7 @@ export class WritePath {
           const result = await this.opts.streams.append(conn.doc, update, conn.origin, {
             floor,
             shape,
+            ...(this.opts.guard ? { guard: this.opts.guard } : {}),
           })
           if (trace && result) trace.appended(result.id, shape, frameIn, validated, trace.now())
           this.appended(result, updatesPerBatch, update.length, started)
@@ -163,6 +166,7 @@ export class WritePath {
     const result = await this.opts.streams.append(doc, update, origin, {
       floor: maxId(floor, this.opts.lastSeenId(doc)),
       shape,
+      ...(this.opts.guard ? { guard: this.opts.guard } : {}),
     })
     this.appended(result, 1, update.length, started)
     return result

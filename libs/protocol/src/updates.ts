@@ -29,6 +29,26 @@ export interface UpdateShape {
   readonly clients: ReadonlyMap<number, readonly ClockRun[]>
   /** Whether the update deletes anything. */
   readonly hasDeletes: boolean
+  /**
+   * Per client, one above the highest clock the update's items name as origin, right origin or
+   * parent (ids they are placed relative to); absent for shapes not made by inspectUpdate.
+   */
+  readonly refs?: ReadonlyMap<number, number>
+  /**
+   * Each item's ids and the neighbours it names (origin: left, right origin: right). An honest
+   * item's neighbours were next to each other where it was made; see
+   * libs/node/src/structure-guard.ts for what is checked.
+   */
+  readonly placements?: readonly Placement[]
+}
+
+/** An item of an update: its first and last clock and the neighbours it names. */
+export interface Placement {
+  readonly client: number
+  readonly first: number
+  readonly last: number
+  readonly origin: Y.ID | null
+  readonly right: Y.ID | null
 }
 
 const bad = (reason: string, cause?: unknown) =>
@@ -54,6 +74,8 @@ export const inspectUpdate = (update: Uint8Array): UpdateShape => {
     throw bad(`${update.length - decoder.pos} trailing bytes`)
   }
   const clients = new Map<number, ClockRun[]>()
+  const refs = new Map<number, number>()
+  const placements: Placement[] = []
   let runs: ClockRun[] = []
   let sections = 0
   let client = -1
@@ -69,7 +91,20 @@ export const inspectUpdate = (update: Uint8Array): UpdateShape => {
       clients.set(client, runs)
     }
     if (struct.length <= 0) throw bad(`struct ${client}:${clock} has length ${struct.length}`)
-    if (struct instanceof Y.Item) refusesForwardReference(struct)
+    if (struct instanceof Y.Item) {
+      refusesForwardReference(struct)
+      for (const ref of [struct.origin, struct.rightOrigin, struct.parent]) {
+        if (ref instanceof Y.ID && ref.clock >= (refs.get(ref.client) ?? 0))
+          refs.set(ref.client, ref.clock + 1)
+      }
+      placements.push({
+        client,
+        first: clock,
+        last: clock + struct.length - 1,
+        origin: struct.origin,
+        right: struct.rightOrigin,
+      })
+    }
     end = clock + struct.length
     if (struct instanceof Y.Skip) continue
     const last = runs[runs.length - 1]
@@ -81,7 +116,7 @@ export const inspectUpdate = (update: Uint8Array): UpdateShape => {
   const declared = decoding.readVarUint(decoding.createDecoder(update))
   if (declared !== sections) throw bad(`${declared} sections declared, ${sections} found`)
   for (const [client, clientRuns] of clients) if (clientRuns.length === 0) clients.delete(client)
-  return { clients, hasDeletes: decoded.ds.clients.size > 0 }
+  return { clients, hasDeletes: decoded.ds.clients.size > 0, refs, placements }
 }
 
 /**

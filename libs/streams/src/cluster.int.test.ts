@@ -191,8 +191,7 @@ describe('crash points between the two slots', () => {
 
     // Past the grace period, a fresh mark (an append that may still be enqueuing) is left alone.
     await vi.waitFor(
-      async () =>
-        expect((await queue.now()) - idTimeMs(crashedAppend)).toBeGreaterThan(GRACE_MS),
+      async () => expect((await queue.now()) - idTimeMs(crashedAppend)).toBeGreaterThan(GRACE_MS),
       { timeout: 5000, interval: 50 },
     )
     const young = await markOnly('young')

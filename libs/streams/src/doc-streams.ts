@@ -14,7 +14,7 @@ import { shardOf } from './keys.js'
 import { encodeConfirmedDoorbell, encodeDoorbell } from './channel.js'
 import { isCluster, masterFor } from './redis.js'
 import { scripts } from './scripts.js'
-import type { AppendResult, DocStreams, StreamEntry } from './tail.js'
+import type { AppendOutcome, AppendResult, DocStreams, StreamEntry } from './tail.js'
 
 export interface DocStreamsOptions {
   redis: Redis
@@ -253,44 +253,62 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
   const append: DocStreams['append'] = (doc, update, origin, appendOpts = {}) =>
     guarded('REDIS_UNAVAILABLE', `append to ${doc}`, async () => {
       const floor = appendOpts.floor ?? ZERO_ID
-      let shape = appendOpts.shape ?? inspectUpdate(update)
-      let gap: AppError | null = null
-      let stripped = false
-      for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
-        if (shape.clients.size === 0 && !shape.hasDeletes) {
-          // A resend of entries the stream has, maybe unconfirmed (their WAIT timed out): it is
-          // acknowledged only once the replicas have them.
-          if (stripped && !(await confirm(doc))) {
-            throw new AppError(
-              'REDIS_UNAVAILABLE',
-              `append to ${doc}: replicas did not confirm its earlier entries within ${waitFor?.timeoutMs} ms`,
-            )
-          }
-          return null
-        }
-        if (gap) await sleep(gapWaitMs * 2 ** attempt)
-        const outcome = await tryAppend(doc, update, origin, floor, shape)
-        if (outcome === 'seed') await seed(doc)
-        else if (outcome instanceof Map) {
-          // The document has some of these ids (their first content stays): keep what is new.
-          const overlapped = overlaps(shape, outcome)
-          stripped ||= overlapped
-          update = withoutKnown(update, outcome)
-          shape = inspectUpdate(update)
-          gap = gapIn(doc, shape, outcome)
-          if (overlapped && !gap && !(await agreesWithDocument(doc, update))) {
-            throw new AppError(
-              'BAD_MESSAGE',
-              `update reuses ids of ${doc} with other content in a way its new items contradict`,
-            )
-          }
-        } else return outcome
+      const shape = appendOpts.shape ?? inspectUpdate(update)
+      const ticket = await appendOpts.guard?.admit(doc, update, shape)
+      let outcome: AppendOutcome = 'failed'
+      try {
+        const appended = await appendChecked(doc, update, origin, floor, shape)
+        outcome = appended.stripped ? 'stripped' : 'clean'
+        return appended.result
+      } finally {
+        ticket?.settle(outcome)
       }
-      throw (
-        gap ??
-        new AppError('OVERLOADED', `concurrent writers keep appending the same ids to ${doc}`)
-      )
     })
+
+  /** `append` after the structure check: `stripped` when ids of it were in the stream already. */
+  const appendChecked = async (
+    doc: string,
+    update: Uint8Array,
+    origin: string,
+    floor: string,
+    shape: UpdateShape,
+  ): Promise<{ result: AppendResult | null; stripped: boolean }> => {
+    let gap: AppError | null = null
+    let stripped = false
+    for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
+      if (shape.clients.size === 0 && !shape.hasDeletes) {
+        // A resend of entries the stream has, maybe unconfirmed (their WAIT timed out): it is
+        // acknowledged only once the replicas have them.
+        if (stripped && !(await confirm(doc))) {
+          throw new AppError(
+            'REDIS_UNAVAILABLE',
+            `append to ${doc}: replicas did not confirm its earlier entries within ${waitFor?.timeoutMs} ms`,
+          )
+        }
+        return { result: null, stripped }
+      }
+      if (gap) await sleep(gapWaitMs * 2 ** attempt)
+      const outcome = await tryAppend(doc, update, origin, floor, shape)
+      if (outcome === 'seed') await seed(doc)
+      else if (outcome instanceof Map) {
+        // The document has some of these ids (their first content stays): keep what is new.
+        const overlapped = overlaps(shape, outcome)
+        stripped = true
+        update = withoutKnown(update, outcome)
+        shape = inspectUpdate(update)
+        gap = gapIn(doc, shape, outcome)
+        if (overlapped && !gap && !(await agreesWithDocument(doc, update))) {
+          throw new AppError(
+            'BAD_MESSAGE',
+            `update reuses ids of ${doc} with other content in a way its new items contradict`,
+          )
+        }
+      } else return { result: outcome, stripped }
+    }
+    throw (
+      gap ?? new AppError('OVERLOADED', `concurrent writers keep appending the same ids to ${doc}`)
+    )
+  }
 
   const readTail: DocStreams['readTail'] = (doc, after) =>
     guarded('REDIS_UNAVAILABLE', `read ${doc}`, async () => {

@@ -29,7 +29,26 @@ export interface AppendResult {
   readonly newTask: boolean
 }
 
+/**
+ * A check of an update against the document's structure before it is appended (server nodes:
+ * libs/node/src/structure-guard.ts). `admit` throws to refuse the update; otherwise the append
+ * settles the ticket once Redis answered: `clean` when the update went in as checked (no id of
+ * it was already in the stream), `stripped` when Redis had some of its ids (the rest went in),
+ * `failed` when nothing of it was appended.
+ */
+export interface AppendGuard {
+  admit(doc: string, update: Uint8Array, shape: UpdateShape): Promise<AdmitTicket>
+}
+
+export interface AdmitTicket {
+  settle(outcome: AppendOutcome): void
+}
+
+export type AppendOutcome = 'clean' | 'stripped' | 'failed'
+
 export interface AppendOptions {
+  /** Checks the update's structure first (see AppendGuard). */
+  guard?: AppendGuard
   /** The new id will be above it: the highest id the caller knows the document reached. */
   floor?: StreamId
   /** `inspectUpdate(update)`, when the caller has it already (saves a decode). */
