@@ -112,7 +112,7 @@ export class StructureGuard implements AppendGuard {
         )
       }
     }
-    const ydoc = cached.ydoc as Y.Doc
+    const ydoc = cached.ydoc
     try {
       Y.applyUpdate(ydoc, update)
     } catch (err) {
