@@ -38,6 +38,8 @@ interface Cached {
   buffered: StreamEntry[]
   /** Every stream entry up to this id is applied. */
   upTo: StreamId
+  /** Entries this copy holds already: updates admitted here and appended as they were. */
+  readonly admitted: Set<StreamId>
   readonly ready: Promise<void>
 }
 
@@ -63,17 +65,21 @@ const NO_TICKET: AdmitTicket = { settle: () => undefined }
  * `GET /docs`, compaction) another, so readers would disagree for good.
  *
  * The check needs the document's structure, so a node keeps a `Y.Doc` of each document it serves
- * that was written through it, fed by every entry it delivers. An update is applied to it, and
- * each new item's named right neighbour must then be found walking right from the item (for an
- * honest item it is its right neighbour or a few concurrent inserts further). Items the update
- * names that the document lacks (another node's entry not yet delivered here) are read from the
- * stream first; still missing after about 5 s, the update is refused with CLOCK_GAP (close
- * 4509: the client resyncs and sends what it depends on with it).
+ * that was written through it, fed by every entry it delivers. An update is applied to it; each
+ * new item must then sit exactly between the neighbours it names (the update's own items aside),
+ * as every item of a client in sync does. When one does not (concurrent inserts between its
+ * neighbours, or a forged item), the document is read back from its encoding and compared with
+ * itself list by list: any difference refuses the update. Items the update names that the copy
+ * lacks (another node's entry not delivered here yet) are read from the stream first; still
+ * missing after about 5 s, the update is refused with CLOCK_GAP (close 4509: the client resyncs
+ * and sends what it depends on with it).
  *
- * The cache holds stream truth plus admitted updates whose append is in flight. An update naming
+ * The copy holds stream truth plus admitted updates whose append is in flight. An update naming
  * or holding clocks of one in flight waits for its answer, so nothing is checked against content
- * that Redis then refused or stripped; an update that did not go in as checked (Redis had some of
- * its ids, or the append failed) drops the document's cache, which is read again on its next write.
+ * that Redis then refused or stripped (one still waiting for items it names holds up nobody: what
+ * names its items waits for the same items, and what holds them may be what it waits for). An
+ * update that did not go in as checked (Redis had some of its ids, or the append failed) drops
+ * the copy, which is read again on the document's next write.
  * Documents not served here (HTTP writes) are checked against a fresh read each time.
  */
 export class StructureGuard implements AppendGuard {
@@ -121,7 +127,7 @@ export class StructureGuard implements AppendGuard {
       throw new AppError('BAD_MESSAGE', `update does not apply to ${doc}`, { cause: err })
     }
     // In flight from now on: an update naming its items waits for its answer, or its refusal.
-    const { ticket, flight } = this.fly(doc, shape)
+    const { ticket, flight } = this.fly(doc, shape, cached)
     try {
       for (let attempt = 0; !integrated(ydoc, shape); attempt++) {
         if (attempt >= this.missingAttempts) throw missing(doc, ydoc, shape)
@@ -175,16 +181,25 @@ export class StructureGuard implements AppendGuard {
     for (const doc of [...this.cached.keys()]) this.forget(doc)
   }
 
-  private fly(doc: string, shape: UpdateShape): { ticket: AdmitTicket; flight: Flight } {
+  /** Registers an admitted update applied to `cached` (its copy at admission). */
+  private fly(
+    doc: string,
+    shape: UpdateShape,
+    cached: Cached,
+  ): { ticket: AdmitTicket; flight: Flight } {
     let done!: (outcome: AppendOutcome) => void
     const flight: Flight = { shape, settled: new Promise((r) => (done = r)), waiting: false }
     let set = this.flights.get(doc)
     if (!set) this.flights.set(doc, (set = new Set()))
     set.add(flight)
     const ticket: AdmitTicket = {
-      settle: (outcome) => {
+      settle: (outcome, id) => {
         // Not appended as checked: the copy may hold content the stream does not.
         if (outcome !== 'clean') this.forget(doc)
+        // Its entry is in the copy it was applied to; when that copy is still the one, its
+        // delivery need not be applied again (an entry below what the copy read is skipped anyway).
+        else if (id && this.cached.get(doc) === cached && compareIds(id, cached.upTo) > 0)
+          cached.admitted.add(id)
         set.delete(flight)
         if (set.size === 0 && this.flights.get(doc) === set) this.flights.delete(doc)
         done(outcome)
@@ -208,6 +223,7 @@ export class StructureGuard implements AppendGuard {
           ydoc: null,
           buffered: [],
           upTo: ZERO_ID,
+          admitted: new Set(),
           ready: Promise.resolve(),
         }
         building.ready = this.build(doc, building)
@@ -242,6 +258,11 @@ export class StructureGuard implements AppendGuard {
     const ydoc = cached.ydoc as Y.Doc
     for (const e of entries) {
       if (compareIds(e.id, cached.upTo) <= 0) continue
+      // Applied when it was admitted: applying it again would only decode it.
+      if (cached.admitted.delete(e.id)) {
+        cached.upTo = e.id
+        continue
+      }
       try {
         Y.applyUpdate(ydoc, e.update)
       } catch (err) {

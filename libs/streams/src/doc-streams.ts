@@ -256,12 +256,14 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
       const shape = appendOpts.shape ?? inspectUpdate(update)
       const ticket = await appendOpts.guard?.admit(doc, update, shape)
       let outcome: AppendOutcome = 'failed'
+      let id: string | undefined
       try {
         const appended = await appendChecked(doc, update, origin, floor, shape)
         outcome = appended.stripped ? 'stripped' : 'clean'
+        id = appended.result?.id
         return appended.result
       } finally {
-        ticket?.settle(outcome)
+        ticket?.settle(outcome, id)
       }
     })
 

@@ -41,7 +41,8 @@ export interface AppendGuard {
 }
 
 export interface AdmitTicket {
-  settle(outcome: AppendOutcome): void
+  /** `id`: the entry it became (`clean` only). */
+  settle(outcome: AppendOutcome, id?: StreamId): void
 }
 
 export type AppendOutcome = 'clean' | 'stripped' | 'failed'
