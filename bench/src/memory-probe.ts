@@ -6,7 +6,9 @@
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import WebSocket from 'ws'
+import { Redis } from 'ioredis'
 import type { SpawnedProcessNode } from '@streambed/cli/testing'
+import { type DocStreams, createDocStreams, createKeys } from '@streambed/streams'
 import type { ManagedProcess } from '@streambed/testing'
 import { type Cluster, startCluster } from './cluster.js'
 import { sleep } from './load.js'
@@ -126,6 +128,28 @@ export const startProbedNode = async (env: Record<string, string>): Promise<Prob
   } catch (err) {
     await cluster.stop()
     throw err
+  }
+}
+
+/**
+ * `fn` with a probed node (startProbedNode with `env`) and the streams library on its Redis, for
+ * putting documents in place directly; everything stopped afterwards.
+ */
+export const withProbedNode = async <T>(
+  env: Record<string, string>,
+  fn: (probed: ProbedNode & { streams: DocStreams }) => Promise<T>,
+): Promise<T> => {
+  const probed = await startProbedNode(env)
+  const admin = new Redis(probed.cluster.redis.url)
+  try {
+    const keys = createKeys(probed.cluster.prefix)
+    return await fn({
+      ...probed,
+      streams: createDocStreams({ redis: admin, keys, queueShards: 8 }),
+    })
+  } finally {
+    admin.disconnect()
+    await probed.stop()
   }
 }
 

@@ -6,9 +6,7 @@
  * is forced over the inspector and RSS and V8 heap are read. Goal: memory flat in document size.
  */
 import * as Y from 'yjs'
-import { Redis } from 'ioredis'
 import { encodeSyncStep2 } from '@streambed/protocol'
-import { createDocStreams, createKeys } from '@streambed/streams'
 import type { BenchContext, Scenario } from './framework.js'
 import {
   fetchMetrics,
@@ -17,7 +15,7 @@ import {
   peakRssBytes,
   resetPeakRss,
   settledRss,
-  startProbedNode,
+  withProbedNode,
 } from './memory-probe.js'
 import { sleep } from './load.js'
 import { Ledger, openPeers } from './peers.js'
@@ -75,18 +73,9 @@ const measure = async (
   threadIdleMs: number,
   malloc: Record<string, string> = {},
 ): Promise<Result> => {
-  const { cluster, node, pid, inspector, stop } = await startProbedNode({
-    ...malloc,
-    SYNC_THREAD_IDLE_MS: String(threadIdleMs),
-  })
-  const admin = new Redis(cluster.redis.url)
-  try {
+  const env = { ...malloc, SYNC_THREAD_IDLE_MS: String(threadIdleMs) }
+  return withProbedNode(env, async ({ cluster, node, pid, inspector, streams }) => {
     const update = textDocument(bytes)
-    const streams = createDocStreams({
-      redis: admin,
-      keys: createKeys(cluster.prefix),
-      queueShards: 8,
-    })
     await streams.append(DOC, update, 'bench/0')
 
     await inspector.collectGarbage()
@@ -160,10 +149,7 @@ const measure = async (
       pool.close()
       await sleep(200)
     }
-  } finally {
-    admin.disconnect()
-    await stop()
-  }
+  })
 }
 
 const run = async (ctx: BenchContext): Promise<string> => {

@@ -6,10 +6,8 @@
  * full GC is forced over the inspector and RSS and V8 heap are read.
  */
 import * as Y from 'yjs'
-import { Redis } from 'ioredis'
-import { createDocStreams, createKeys } from '@streambed/streams'
 import type { BenchContext, Scenario } from './framework.js'
-import { fetchMetrics, metricValue, mib, settledRss, startProbedNode } from './memory-probe.js'
+import { fetchMetrics, metricValue, mib, settledRss, withProbedNode } from './memory-probe.js'
 import { sleep } from './load.js'
 import { Ledger, openPeers } from './peers.js'
 import { fmt, table } from './stats.js'
@@ -53,17 +51,8 @@ interface Reading {
   firstWriteMs: number
 }
 
-const measure = async (kind: Kind, check: 'on' | 'off', ctx: BenchContext): Promise<Reading> => {
-  const { cluster, node, pid, inspector, stop } = await startProbedNode({
-    STRUCTURE_CHECK: check,
-  })
-  const admin = new Redis(cluster.redis.url)
-  try {
-    const streams = createDocStreams({
-      redis: admin,
-      keys: createKeys(cluster.prefix),
-      queueShards: 8,
-    })
+const measure = (kind: Kind, check: 'on' | 'off', ctx: BenchContext): Promise<Reading> =>
+  withProbedNode({ STRUCTURE_CHECK: check }, async ({ node, pid, inspector, streams }) => {
     const docs = Array.from({ length: kind.docs }, (_, i) => `structure-${i}`)
     for (const doc of docs) await streams.append(doc, kind.update, 'bench/0')
     const pool = await openPeers([node.url], docs, 1, new Ledger())
@@ -93,11 +82,7 @@ const measure = async (kind: Kind, check: 'on' | 'off', ctx: BenchContext): Prom
       pool.close()
       await sleep(200)
     }
-  } finally {
-    admin.disconnect()
-    await stop()
-  }
-}
+  })
 
 const run = async (ctx: BenchContext): Promise<string> => {
   const kinds: Kind[] = [
