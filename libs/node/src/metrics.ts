@@ -21,6 +21,17 @@ export const createNodeMetrics = (registry = new Registry()) => {
       help: 'documents whose structure this node holds to check updates against (STRUCTURE_CHECK)',
       registers: r,
     }),
+    structureReads: new Counter({
+      name: 'streambed_structure_reads_total',
+      help: 'reads of a document for the structure check: its copy built (build), the stream read for items an update names (catch-up), a fresh read for a document not held (once)',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    structureDrops: new Counter({
+      name: 'streambed_structure_drops_total',
+      help: 'copies dropped while their document was served (an update refused, stripped or failed; entries lost)',
+      registers: r,
+    }),
     updatesAppended: new Counter({
       name: 'streambed_updates_appended_total',
       help: 'updates appended to streams',

@@ -169,6 +169,7 @@ export class StructureGuard implements AppendGuard {
     if (!cached) return
     this.cached.delete(doc)
     cached.ydoc?.destroy()
+    if (this.opts.isServed(doc)) this.opts.metrics.structureDrops.inc()
     this.opts.metrics.structureDocs.set(this.cached.size)
   }
 
@@ -240,6 +241,7 @@ export class StructureGuard implements AppendGuard {
   private async build(doc: string, cached: Cached): Promise<void> {
     const ydoc = new Y.Doc()
     try {
+      this.opts.metrics.structureReads.inc({ reason: 'build' })
       const read = await this.opts.read(doc)
       for (const part of partsOf(read)) Y.applyUpdate(ydoc, part)
       cached.upTo = read.upTo
@@ -279,6 +281,7 @@ export class StructureGuard implements AppendGuard {
 
   /** Applies the stream after what the cache holds (entries not delivered here yet). */
   private async catchUp(doc: string, cached: Cached): Promise<void> {
+    this.opts.metrics.structureReads.inc({ reason: 'catch-up' })
     const tail = await this.opts.readTail(doc, cached.upTo)
     if (this.cached.get(doc) !== cached) return
     if (hasHoleAfter(cached.upTo, tail.trimmed)) {
@@ -295,6 +298,7 @@ export class StructureGuard implements AppendGuard {
     if (!shape.placements?.length) return
     const ydoc = new Y.Doc()
     try {
+      this.opts.metrics.structureReads.inc({ reason: 'once' })
       for (const part of partsOf(await this.opts.read(doc))) Y.applyUpdate(ydoc, part)
       try {
         Y.applyUpdate(ydoc, update)
