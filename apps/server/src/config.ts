@@ -82,6 +82,7 @@ export const serverConfigSchema = (opts: ServerConfigOptions = {}) =>
       AWARENESS_MAX_STATE_BYTES: envBytes({ default: 64 * 1024, min: 256 }),
       AWARENESS_MAX_CLIENTS_PER_SOCKET: envInt({ default: 8, min: 1, max: 1024 }),
       STRUCTURE_CHECK: envEnum(['on', 'off'], { default: 'on' }),
+      STRUCTURE_CHECK_MAX_BYTES: envBytes({ default: 64 * 1024 * 1024, min: 1024 * 1024 }),
       WS_MAX_MESSAGES_PER_SECOND: envInt({ default: 300, min: 1 }),
       WS_MAX_BYTES_PER_SECOND: envBytes({ default: 16 * 1024 * 1024, min: 1024 }),
       MAX_CONNECTIONS: envInt({ default: 20_000, min: 1 }),
@@ -212,5 +213,6 @@ export const nodeSettingsOf = (
     syncThreadAboveBytes: c.SYNC_THREAD_ABOVE_BYTES,
     syncThreadIdleMs: c.SYNC_THREAD_IDLE_MS,
     structureCheck: c.STRUCTURE_CHECK === 'on',
+    structureCheckMaxBytes: c.STRUCTURE_CHECK_MAX_BYTES,
   },
 })

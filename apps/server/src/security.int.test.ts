@@ -432,7 +432,7 @@ describe('neighbours an update names (decision 0014)', () => {
       }
     }
     // Each refusal dropped the copy it polluted; the next write reads the document again.
-    expect(await metric(a.httpUrl, 'streambed_structure_drops_total')).toBe(1)
+    expect(await metric(a.httpUrl, 'streambed_structure_drops_total{reason="refused"}')).toBe(1)
     expect(await metric(c.httpUrl, 'streambed_structure_reads_total{reason="once"}')).toBe(1)
     // An honest item between a and b goes in; everyone holds the same document.
     const honest = itemNaming(5252, Y.createID(abc, 0), Y.createID(abc, 1), 'Y')

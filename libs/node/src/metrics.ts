@@ -29,7 +29,8 @@ export const createNodeMetrics = (registry = new Registry()) => {
     }),
     structureDrops: new Counter({
       name: 'streambed_structure_drops_total',
-      help: 'copies dropped while their document was served (an update refused, stripped or failed; entries lost)',
+      help: 'copies dropped while their document was served: refused (an update refused, stripped or failed), lost (entries lost, an entry that does not apply), budget (STRUCTURE_CHECK_MAX_BYTES)',
+      labelNames: ['reason'],
       registers: r,
     }),
     updatesAppended: new Counter({

@@ -62,6 +62,8 @@ export interface RuntimeLimits {
    * holds a Y.Doc of every document written through it while it serves the document.
    */
   structureCheck: boolean
+  /** Encoded bytes of the structure copies held at once (least recently written dropped). */
+  structureCheckMaxBytes: number
 }
 
 export const defaultLimits: RuntimeLimits = {
@@ -81,6 +83,7 @@ export const defaultLimits: RuntimeLimits = {
   syncThreadAboveBytes: 256 * 1024,
   syncThreadIdleMs: 10_000,
   structureCheck: true,
+  structureCheckMaxBytes: 64 * 1024 * 1024,
 }
 
 export interface RuntimeOptions {
@@ -163,6 +166,7 @@ export class NodeRuntime {
           isServed: (doc) => this.fanOut.subscribed(doc) !== undefined,
           metrics,
           logger,
+          maxBytes: limits.structureCheckMaxBytes,
         })
       : null
     this.presence = new Presence({

@@ -16,17 +16,19 @@ import { StructureGuard } from './structure-guard.js'
 const fx = useRedisServer()
 const noStorage = { load: () => Promise.resolve(null) }
 
-const setup = () => {
+const setup = (opts: { maxBytes?: number } = {}) => {
   const keys = createKeys(uniquePrefix('guard'))
   const streams = createDocStreams({ redis: fx.admin, keys, queueShards: 1 })
+  const metrics = createNodeMetrics(new Registry())
   const guard = new StructureGuard({
     read: (doc) => readDocument(noStorage, streams, doc),
     readTail: (doc, after) => streams.readTail(doc, after),
     isServed: () => true,
-    metrics: createNodeMetrics(new Registry()),
+    metrics,
     logger: silentLogger(),
     missingWaitMs: 2,
     missingAttempts: 9,
+    ...opts,
   })
   /** Appends through the guard, as a node's write path does. */
   const write = (doc: string, update: Uint8Array) =>
@@ -42,7 +44,7 @@ const setup = () => {
     Y.applyUpdate(read, Y.encodeStateAsUpdate(live))
     return [live.getText('t').toString(), read.getText('t').toString()]
   }
-  return { guard, write, elsewhere, views }
+  return { guard, metrics, write, elsewhere, views }
 }
 
 /** The updates of `edits` by a document with client id `client`, one per edit. */
@@ -143,5 +145,28 @@ describe('StructureGuard', () => {
     await write('g', typedAfter(13, [ab!], 2, '!'))
     expect(await views('g')).toEqual(['ab!', 'ab!'])
     expect(guard.size).toBe(1)
+  })
+
+  it('holds copies up to maxBytes, dropping the least recently written; a dropped one is read again', async () => {
+    const { guard, metrics, write, views } = setup({ maxBytes: 150 })
+    const docs = ['x', 'y', 'z']
+    const typed = docs.map((_, i) =>
+      edits(
+        20 + i,
+        (t) => t.insert(0, 'a'.repeat(100)),
+        (t) => t.insert(100, 'b'),
+      ),
+    )
+    for (const [i, doc] of docs.entries()) await write(doc, typed[i]![0]!)
+    // Each copy holds about 120 bytes: only the newest fits.
+    expect(guard.size).toBe(1)
+    const drops = async () =>
+      (await metrics.structureDrops.get()).values.find((v) => v.labels.reason === 'budget')?.value
+    expect(await drops()).toBe(2)
+    // The first document's next write reads it again and is checked as ever.
+    await write('x', typed[0]![1]!)
+    expect(await views('x')).toEqual(['a'.repeat(100) + 'b', 'a'.repeat(100) + 'b'])
+    expect(guard.size).toBe(1)
+    expect(await drops()).toBe(3)
   })
 })

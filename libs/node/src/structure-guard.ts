@@ -29,6 +29,11 @@ export interface StructureGuardOptions {
   missingWaitMs?: number
   /** Waits before such an update is refused (CLOCK_GAP); default 11 (about 5 s in all). */
   missingAttempts?: number
+  /**
+   * Encoded bytes (storage + entries + updates applied) of the copies held at once; past it the
+   * least recently written copies are dropped (their next write reads them again). Default none.
+   */
+  maxBytes?: number
 }
 
 /** A document's structure as this node knows it: storage + stream + updates admitted here. */
@@ -40,6 +45,8 @@ interface Cached {
   upTo: StreamId
   /** Entries this copy holds already: updates admitted here and appended as they were. */
   readonly admitted: Set<StreamId>
+  /** Encoded bytes applied to it (see StructureGuardOptions.maxBytes). */
+  bytes: number
   readonly ready: Promise<void>
 }
 
@@ -85,6 +92,8 @@ const NO_TICKET: AdmitTicket = { settle: () => undefined }
 export class StructureGuard implements AppendGuard {
   private readonly cached = new Map<string, Cached>()
   private readonly flights = new Map<string, Set<Flight>>()
+  /** Sum of the copies' `bytes`. */
+  private heldBytes = 0
   private readonly opts: StructureGuardOptions
   private readonly missingWaitMs: number
   private readonly missingAttempts: number
@@ -119,11 +128,16 @@ export class StructureGuard implements AppendGuard {
       }
     }
     const ydoc = cached.ydoc
+    // Most recently written last (Map order): the budget drops from the front.
+    this.cached.delete(doc)
+    this.cached.set(doc, cached)
     try {
       Y.applyUpdate(ydoc, update)
+      this.held(doc, cached, update.length)
+      this.keepWithinBudget(doc)
     } catch (err) {
       this.opts.logger.warn({ err, doc }, 'update does not apply to the document; refused')
-      this.forget(doc)
+      this.forget(doc, 'refused')
       throw new AppError('BAD_MESSAGE', `update does not apply to ${doc}`, { cause: err })
     }
     // In flight from now on: an update naming its items waits for its answer, or its refusal.
@@ -163,13 +177,17 @@ export class StructureGuard implements AppendGuard {
     this.apply(doc, cached, entries)
   }
 
-  /** Drops what is known of `doc` (not served any more, or Redis lost entries). */
-  forget(doc: string): void {
+  /**
+   * Drops what is known of `doc`: it is not served any more, Redis lost entries (`lost`), an
+   * update did not go in as checked (`refused`), or the copies exceed the budget (`budget`).
+   */
+  forget(doc: string, reason: 'lost' | 'refused' | 'budget' = 'lost'): void {
     const cached = this.cached.get(doc)
     if (!cached) return
     this.cached.delete(doc)
+    this.heldBytes -= cached.bytes
     cached.ydoc?.destroy()
-    if (this.opts.isServed(doc)) this.opts.metrics.structureDrops.inc()
+    if (this.opts.isServed(doc)) this.opts.metrics.structureDrops.inc({ reason })
     this.opts.metrics.structureDocs.set(this.cached.size)
   }
 
@@ -180,6 +198,25 @@ export class StructureGuard implements AppendGuard {
 
   close(): void {
     for (const doc of [...this.cached.keys()]) this.forget(doc)
+  }
+
+  /**
+   * Drops the least recently written copies (none with an append in flight, never `keep`) while
+   * the copies hold more than `maxBytes`.
+   */
+  private keepWithinBudget(keep: string): void {
+    const max = this.opts.maxBytes
+    if (max === undefined || this.heldBytes <= max) return
+    for (const [doc, c] of this.cached) {
+      if (this.heldBytes <= max) break
+      if (doc !== keep && c.ydoc && !this.flights.has(doc)) this.forget(doc, 'budget')
+    }
+  }
+
+  /** `bytes` more applied to `cached` (counted in the total while it is the document's copy). */
+  private held(doc: string, cached: Cached, bytes: number): void {
+    cached.bytes += bytes
+    if (this.cached.get(doc) === cached) this.heldBytes += bytes
   }
 
   /** Registers an admitted update applied to `cached` (its copy at admission). */
@@ -196,7 +233,7 @@ export class StructureGuard implements AppendGuard {
     const ticket: AdmitTicket = {
       settle: (outcome, id) => {
         // Not appended as checked: the copy may hold content the stream does not.
-        if (outcome !== 'clean') this.forget(doc)
+        if (outcome !== 'clean') this.forget(doc, 'refused')
         // Its entry is in the copy it was applied to; when that copy is still the one, its
         // delivery need not be applied again (an entry below what the copy read is skipped anyway).
         else if (id && this.cached.get(doc) === cached && compareIds(id, cached.upTo) > 0)
@@ -225,6 +262,7 @@ export class StructureGuard implements AppendGuard {
           buffered: [],
           upTo: ZERO_ID,
           admitted: new Set(),
+          bytes: 0,
           ready: Promise.resolve(),
         }
         building.ready = this.build(doc, building)
@@ -233,7 +271,10 @@ export class StructureGuard implements AppendGuard {
         cached = building
       }
       await cached.ready
-      if (this.cached.get(doc) === cached && cached.ydoc) return cached
+      if (this.cached.get(doc) === cached && cached.ydoc) {
+        this.keepWithinBudget(doc)
+        return cached
+      }
     }
   }
 
@@ -243,12 +284,18 @@ export class StructureGuard implements AppendGuard {
     try {
       this.opts.metrics.structureReads.inc({ reason: 'build' })
       const read = await this.opts.read(doc)
-      for (const part of partsOf(read)) Y.applyUpdate(ydoc, part)
+      for (const part of partsOf(read)) {
+        Y.applyUpdate(ydoc, part)
+        this.held(doc, cached, part.length)
+      }
       cached.upTo = read.upTo
       cached.ydoc = ydoc
     } catch (err) {
       ydoc.destroy()
-      if (this.cached.get(doc) === cached) this.cached.delete(doc)
+      if (this.cached.get(doc) === cached) {
+        this.cached.delete(doc)
+        this.heldBytes -= cached.bytes
+      }
       throw err
     }
     const buffered = cached.buffered
@@ -267,6 +314,7 @@ export class StructureGuard implements AppendGuard {
       }
       try {
         Y.applyUpdate(ydoc, e.update)
+        this.held(doc, cached, e.update.length)
       } catch (err) {
         this.opts.logger.warn(
           { err, doc, id: e.id },
