@@ -6,6 +6,7 @@
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import WebSocket from 'ws'
+import * as Y from 'yjs'
 import { Redis } from 'ioredis'
 import type { SpawnedProcessNode } from '@streambed/cli/testing'
 import { type DocStreams, createDocStreams, createKeys } from '@streambed/streams'
@@ -213,3 +214,16 @@ export const waitForIdleNode = async (httpUrl: string): Promise<void> => {
 
 export const mib = (bytes: number): string => fmt(bytes / 2 ** 20, 1)
 export const kib = (bytes: number): string => fmt(bytes / 1024, 2)
+
+/**
+ * A text document of `bytes` characters (root type `content`) as one update: one item, the best
+ * case for Yjs.
+ */
+export const textDocument = (bytes: number): Uint8Array => {
+  const doc = new Y.Doc()
+  const sentence = 'The quick brown fox jumps over the lazy dog; '
+  doc
+    .getText('content')
+    .insert(0, sentence.repeat(Math.ceil(bytes / sentence.length)).slice(0, bytes))
+  return Y.encodeStateAsUpdate(doc)
+}

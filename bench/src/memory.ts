@@ -15,6 +15,7 @@ import {
   peakRssBytes,
   resetPeakRss,
   settledRss,
+  textDocument,
   withProbedNode,
 } from './memory-probe.js'
 import { sleep } from './load.js'
@@ -28,16 +29,6 @@ const POLL_MS = 10
 const MALLOC_TUNED = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' }
 /** What a y-websocket client with an empty document answers to the server's step 1. */
 const EMPTY_STEP2 = encodeSyncStep2(Y.encodeStateAsUpdate(new Y.Doc()))
-
-/** A text document of `bytes` characters as one update (one item: the best case for Yjs). */
-const textDocument = (bytes: number): Uint8Array => {
-  const doc = new Y.Doc()
-  const sentence = 'The quick brown fox jumps over the lazy dog; '
-  doc
-    .getText('content')
-    .insert(0, sentence.repeat(Math.ceil(bytes / sentence.length)).slice(0, bytes))
-  return Y.encodeStateAsUpdate(doc)
-}
 
 const sizeLabel = (bytes: number): string =>
   bytes >= 2 ** 20 ? `${bytes / 2 ** 20} MiB` : `${bytes / 1024} KiB`

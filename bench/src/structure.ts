@@ -7,7 +7,14 @@
  */
 import * as Y from 'yjs'
 import type { BenchContext, Scenario } from './framework.js'
-import { fetchMetrics, metricValue, mib, settledRss, withProbedNode } from './memory-probe.js'
+import {
+  fetchMetrics,
+  metricValue,
+  mib,
+  settledRss,
+  textDocument,
+  withProbedNode,
+} from './memory-probe.js'
 import { sleep } from './load.js'
 import { Ledger, openPeers } from './peers.js'
 import { fmt, table } from './stats.js'
@@ -32,15 +39,6 @@ const typedDocument = (strokes: number, seed: number): Uint8Array => {
     if (text.length > 0 && rnd(8) === 0) text.delete(rnd(text.length), 1)
     else text.insert(rnd(text.length + 1), String.fromCharCode(97 + rnd(26)))
   }
-  return Y.encodeStateAsUpdate(doc)
-}
-
-const pastedDocument = (bytes: number): Uint8Array => {
-  const doc = new Y.Doc()
-  const sentence = 'The quick brown fox jumps over the lazy dog; '
-  doc
-    .getText('content')
-    .insert(0, sentence.repeat(Math.ceil(bytes / sentence.length)).slice(0, bytes))
   return Y.encodeStateAsUpdate(doc)
 }
 
@@ -87,7 +85,7 @@ const measure = (kind: Kind, check: 'on' | 'off', ctx: BenchContext): Promise<Re
 const run = async (ctx: BenchContext): Promise<string> => {
   const kinds: Kind[] = [
     { label: 'typed, 20 000 edits', docs: ctx.quick ? 5 : 50, update: typedDocument(20_000, 7) },
-    { label: 'pasted, 1 MiB', docs: ctx.quick ? 2 : 20, update: pastedDocument(2 ** 20) },
+    { label: 'pasted, 1 MiB', docs: ctx.quick ? 2 : 20, update: textDocument(2 ** 20) },
   ]
   const rows = []
   for (const kind of kinds) {

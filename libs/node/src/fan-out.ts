@@ -174,7 +174,9 @@ export class FanOut {
     const ready = (async () => {
       try {
         await subscriber.ssubscribe(keys.channel(name))
-        lastId = (await redis.hget(keys.meta(name), 'last')) ?? ZERO_ID
+        // What readers may see (with REDIS_WAIT_REPLICAS, entries still waiting for replicas come
+        // later with their doorbell, or a confirmation's).
+        lastId = await this.opts.streams.lastVisible(name)
       } catch (err) {
         // ioredis would resubscribe a channel it once subscribed after every reconnect.
         subscriber.sunsubscribe(keys.channel(name)).catch(() => undefined)

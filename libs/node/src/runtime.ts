@@ -205,6 +205,7 @@ export class NodeRuntime {
       metrics,
       baselineKeepMs: limits.baselineKeepMs,
       subscribed: (doc) => this.fanOut.subscribed(doc),
+      delivered: (doc) => this.fanOut.lastId(doc),
       reject,
     })
   }

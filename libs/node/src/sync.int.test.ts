@@ -46,6 +46,7 @@ describe('Sync', () => {
       metrics,
       baselineKeepMs: 60_000,
       subscribed: () => Promise.resolve(),
+      delivered: () => '0-0',
       reject: (_conn, err) => rejected.push(describeError(err).code),
     })
   })
@@ -72,6 +73,42 @@ describe('Sync', () => {
     expect(step2?.kind).toBe('sync-step2')
     expect(textOf(socket.updates()[0])).toBe('tail ')
     expect(conn.syncedUpTo).toBe(id)
+  })
+
+  it('REDIS_WAIT_REPLICAS: a join holds every entry this node delivered, though a failover took back their mark', async () => {
+    const keys = createKeys(uniquePrefix('sync-wait'))
+    const plain = createDocStreams({ redis: fx.admin, keys, queueShards: 1, storage })
+    const first = (await plain.append('d', insert('a'), 'x/1'))!
+    await plain.append('d', insert('b'), 'x/1')
+    const third = (await plain.append('d', insert('c'), 'x/1'))!
+    // The node delivered all three after their WAIT; the new master's meta says only the first.
+    await fx.admin.hset(keys.meta('d'), 'visible', first.id)
+    const waiting = createDocStreams({
+      redis: fx.admin,
+      keys,
+      queueShards: 1,
+      storage,
+      waitReplicas: 1,
+    })
+    expect((await waiting.readTail('d', '0-0')).entries).toHaveLength(1)
+    expect(await waiting.lastVisible('d')).toBe(first.id)
+    const joining = new Sync({
+      storage,
+      streams: waiting,
+      pool,
+      metrics,
+      baselineKeepMs: 60_000,
+      subscribed: () => Promise.resolve(),
+      delivered: () => third.id,
+      reject: (_conn, err) => rejected.push(describeError(err).code),
+    })
+    const { conn, socket } = connect()
+    joining.request(conn, emptySv)
+    await vi.waitFor(() => expect(conn.state).toBe('live'))
+    // Live deliveries start after `third`: the answer holds everything up to it.
+    expect(conn.syncedUpTo).toBe(third.id)
+    expect(textOf(socket.updates()[0])).toHaveLength(3)
+    expect(await waiting.lastVisible('d')).toBe(third.id)
   })
 
   it('shares one read among the step 1s of a document that arrive together', async () => {

@@ -1,5 +1,5 @@
 import * as Y from 'yjs'
-import { AppError } from '@streambed/common'
+import { AppError, compareIds } from '@streambed/common'
 import { encodeSyncStep1, encodeSyncStep2, type SyncBaseline } from '@streambed/protocol'
 import {
   type DocStreams,
@@ -25,6 +25,8 @@ export interface SyncOptions {
    * undefined when the document is not served here (its connections are closing).
    */
   subscribed: (doc: string) => Promise<void> | undefined
+  /** The last entry of `doc` this node delivered to its connections (`0-0`: none). */
+  delivered: (doc: string) => StreamId
   /** Closes a connection with the close code of `err`. */
   reject: (conn: Connection, err: unknown) => void
 }
@@ -140,7 +142,15 @@ export class Sync {
   private async runBatch(doc: string, requests: JoinRequest[]): Promise<void> {
     this.batches.delete(doc)
     try {
-      const read = await readDocument(this.opts.storage, this.opts.streams, doc)
+      let read = await readDocument(this.opts.storage, this.opts.streams, doc)
+      const delivered = this.opts.delivered(doc)
+      if (compareIds(read.upTo, delivered) < 0) {
+        // Only with REDIS_WAIT_REPLICAS: this node delivered entries (after their WAIT) that Redis
+        // no longer marks as confirmed (a failover took back the mark, not the entries). The
+        // joiner goes live after them, so its answer must hold them: mark them again, read again.
+        await this.opts.streams.markVisible(doc, delivered)
+        read = await readDocument(this.opts.storage, this.opts.streams, doc)
+      }
       this.opts.metrics.syncReads.inc()
       const distinct = new Map<string, Uint8Array>()
       for (const r of requests) distinct.set(keyOf(r.stateVector), r.stateVector)

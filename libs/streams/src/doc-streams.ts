@@ -345,6 +345,18 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
       return { trimmed, last, entries, pending: pendingFlag === 1 }
     })
 
-  const streams: DocStreams = { append, readTail, confirm }
+  const lastVisible: DocStreams['lastVisible'] = (doc) =>
+    guarded('REDIS_UNAVAILABLE', `read ${doc}`, async () => {
+      const [last, visible] = await redis.hmget(keys.meta(doc), 'last', 'visible')
+      if (!last) return ZERO_ID
+      return waitFor && visible && compareIds(visible, last) < 0 ? visible : last
+    })
+
+  const markVisible: DocStreams['markVisible'] = (doc, id) =>
+    guarded('REDIS_UNAVAILABLE', `mark ${doc}`, async () => {
+      if (waitFor) await scripts.replicated.run(redis, [keys.meta(doc)], ['raise', id])
+    })
+
+  const streams: DocStreams = { append, readTail, confirm, lastVisible, markVisible }
   return streams
 }

@@ -85,6 +85,16 @@ export interface DocStreams {
    * confirm within the wait timeout; true at once without REDIS_WAIT_REPLICAS.
    */
   confirm(doc: string): Promise<boolean>
+  /**
+   * The id of the last entry readers may see: the last appended, or with REDIS_WAIT_REPLICAS the
+   * last the replicas confirmed (`0-0`: none).
+   */
+  lastVisible(doc: string): Promise<StreamId>
+  /**
+   * With REDIS_WAIT_REPLICAS: records that entries up to `id` were confirmed (a node delivered
+   * them after their WAIT; a failover may have taken back only the record of it). No-op otherwise.
+   */
+  markVisible(doc: string, id: StreamId): Promise<void>
 }
 
 /**
