@@ -169,7 +169,7 @@ export class FanOut {
   }
 
   private open(name: string): LiveDoc {
-    const { subscriber, redis, keys } = this.opts
+    const { subscriber, keys } = this.opts
     let lastId: StreamId = ZERO_ID
     const ready = (async () => {
       try {
