@@ -145,20 +145,6 @@ export class NodeRuntime {
     const limits = (this.limits = { ...defaultLimits, ...opts.limits })
     const { redis, keys, streams, logger, metrics } = opts
     const reject = (conn: Connection, err: unknown) => this.reject(conn, err)
-    this.fanOut = new FanOut({
-      redis,
-      subscriber: opts.subscriber,
-      keys,
-      streams,
-      logger,
-      metrics,
-      lingerMs: limits.docLingerMs,
-      trace: this.trace,
-      structure: {
-        delivered: (doc, entries) => this.structure?.delivered(doc, entries),
-        forget: (doc) => this.structure?.forget(doc),
-      },
-    })
     this.structure = limits.structureCheck
       ? new StructureGuard({
           read: (doc) => readDocument(opts.storage, streams, doc),
@@ -169,6 +155,17 @@ export class NodeRuntime {
           maxBytes: limits.structureCheckMaxBytes,
         })
       : null
+    this.fanOut = new FanOut({
+      redis,
+      subscriber: opts.subscriber,
+      keys,
+      streams,
+      logger,
+      metrics,
+      lingerMs: limits.docLingerMs,
+      trace: this.trace,
+      ...(this.structure ? { structure: this.structure } : {}),
+    })
     this.presence = new Presence({
       redis,
       keys,

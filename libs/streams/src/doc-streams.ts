@@ -172,16 +172,24 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
           `append to ${doc}: ${acked} of ${waitFor.replicas} replicas confirmed within ${waitFor.timeoutMs} ms`,
         )
       }
-      // Visible to readers first, then rung: a node filling a gap on this doorbell reads it.
-      await Promise.all([
-        scripts.replicated.run(writer, [keys.meta(doc)], ['raise', appended.id]),
-        writer.spublish(
-          keys.channel(doc),
-          encodeDoorbell(appended.id, appended.prev, origin, update, inlineLimit),
-        ),
-      ])
+      await showAndRing(
+        doc,
+        appended.id,
+        encodeDoorbell(appended.id, appended.prev, origin, update, inlineLimit),
+      )
     }
     return appended
+  }
+
+  /**
+   * Entries of `doc` up to `id` were confirmed by the replicas: visible to readers first, then
+   * rung (one connection, in this order), so a node filling a gap on the doorbell reads them.
+   */
+  const showAndRing = async (doc: string, id: string, doorbell: Buffer) => {
+    await Promise.all([
+      scripts.replicated.run(writer, [keys.meta(doc)], ['raise', id]),
+      writer.spublish(keys.channel(doc), doorbell),
+    ])
   }
 
   /**
@@ -196,10 +204,7 @@ export const createDocStreams = (opts: DocStreamsOptions): DocStreams => {
     ).map(String) as [string, string]
     if (compareIds(last, visible) <= 0) return true
     if ((await replicated(doc, waitFor)) < waitFor.replicas) return false
-    await Promise.all([
-      scripts.replicated.run(writer, [keys.meta(doc)], ['raise', last]),
-      writer.spublish(keys.channel(doc), encodeConfirmedDoorbell(last)),
-    ])
+    await showAndRing(doc, last, encodeConfirmedDoorbell(last))
     return true
   }
 
