@@ -20,6 +20,7 @@ import {
   measureDelivery,
   startClusterDeployment,
   typedAtLeast,
+  typedMore,
 } from './testing/cluster.js'
 import { masterKilledWhileTyping } from './testing/failover-scenario.js'
 import type { SpawnedProcessNode } from './testing/nodes.js'
@@ -102,11 +103,7 @@ describe('on a Redis Cluster', () => {
         expect((await rc.cluster.masterOf(streamKey(plain, doc))).address).toBe(to.address)
         // Typing went on during the move, and goes on after it.
         expect(typists.every((t, i) => t.typed > before[i]!)).toBe(true)
-        await typedAtLeast(
-          typists,
-          typists.map((t) => t.typed),
-          10,
-        )
+        await typedMore(typists, 10)
       } finally {
         for (const t of typists) t.stop()
       }

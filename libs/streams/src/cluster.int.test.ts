@@ -257,6 +257,19 @@ describe('WAIT for replicas', () => {
   }
   const blockedClients = async (conn: Standalone) =>
     Number(/blocked_clients:(\d+)/.exec(await conn.info('clients'))?.[1])
+  /** Streams that WAIT for one replica, their appends on a connection of their own. */
+  const waitingStreams = (keys: Keys, waitTimeoutMs: number) => {
+    const writer = redis.duplicate()
+    const streams = createDocStreams({
+      redis,
+      keys,
+      queueShards: SHARDS,
+      waitReplicas: 1,
+      waitTimeoutMs,
+      writer,
+    })
+    return { streams, writer }
+  }
 
   it('resolves an append only once a replica has it; the doorbell rings after', async () => {
     const keys = createKeys(uniquePrefix('cl-wait'))
@@ -333,15 +346,7 @@ describe('WAIT for replicas', () => {
   it('an entry no replica confirmed is read by nobody until one does; a resend or a confirm makes it visible', async () => {
     const keys = createKeys(uniquePrefix('cl-wait4'))
     const doc = 'unseen'
-    const writer = redis.duplicate()
-    const streams = createDocStreams({
-      redis,
-      keys,
-      queueShards: SHARDS,
-      waitReplicas: 1,
-      waitTimeoutMs: 300,
-      writer,
-    })
+    const { streams, writer } = waitingStreams(keys, 300)
     const bells = await listen(keys, doc)
     const first = (await streams.append(doc, update('first'), 'n/1'))!
     const replica = await replicaOf(keys.stream(doc))
@@ -403,15 +408,7 @@ describe('WAIT for replicas', () => {
     const master = masterFor(redis, keys.stream(slow))
     let other = 'other-0'
     for (let i = 1; masterFor(redis, keys.stream(other)) !== master; i++) other = `other-${i}`
-    const writer = redis.duplicate()
-    const streams = createDocStreams({
-      redis,
-      keys,
-      queueShards: SHARDS,
-      waitReplicas: 1,
-      waitTimeoutMs: 4000,
-      writer,
-    })
+    const { streams, writer } = waitingStreams(keys, 4000)
     await streams.append(slow, update('a'), 'n/1')
     const written = (await streams.append(other, update('b'), 'n/1'))!
     const replica = await replicaOf(keys.stream(slow))

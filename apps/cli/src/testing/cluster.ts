@@ -246,6 +246,14 @@ export const typedAtLeast = (typists: readonly Typist[], counts: readonly number
     { timeout: 60_000 },
   )
 
+/** Waits until each typist typed `more` entries beyond what it has typed now. */
+export const typedMore = (typists: readonly Typist[], more: number) =>
+  typedAtLeast(
+    typists,
+    typists.map((t) => t.typed),
+    more,
+  )
+
 /**
  * Waits until every client holds every entry the typists typed and all hold the same state, then
  * checks a fresh client on `freshOn` gets exactly that (each entry once). Returns its log.

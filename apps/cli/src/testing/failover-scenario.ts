@@ -24,6 +24,7 @@ import {
   logOf,
   streamLog,
   typedAtLeast,
+  typedMore,
 } from './cluster.js'
 import type { SpawnedProcessNode } from './nodes.js'
 
@@ -78,11 +79,7 @@ export const masterKilledWhileTyping = async (
 
     // The master's replica falls behind: for 4 s it applies nothing the master sends.
     const { master, replica } = await lagReplicaOf(cluster, key, 4000)
-    await typedAtLeast(
-      writers,
-      writers.map((w) => w.typed),
-      4,
-    )
+    await typedMore(writers, 4)
     for (const w of writers) w.stop()
     if (mode === 'async') {
       // Acknowledged at once: the other clients get the writers' last entries.
@@ -113,11 +110,7 @@ export const masterKilledWhileTyping = async (
     )
     // Back as the replica of the new master (WAIT needs one to go on).
     await cluster.restartNode(master)
-    await typedAtLeast(
-      typists,
-      typists.map((t) => t.typed),
-      10,
-    )
+    await typedMore(typists, 10)
     // Someone joins the quiet document and writes.
     const [latecomer] = await synced(connectClient(b.url, quiet, opts))
     quietClients.push(latecomer!)
